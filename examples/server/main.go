@@ -1,0 +1,168 @@
+// Command server runs OpenTrack as a stand-alone collector, configured by
+// environment variables:
+//
+//	PORT                   listen port (default 8080)
+//	WRITE_KEY              accepted write keys, comma-separated (default: none, open)
+//	CORS_ALLOWED_ORIGINS   browser origins allowed, comma-separated (default: any)
+//	OPENTRACK_FILE         JSON-lines sink path, "-" for stdout; when no other
+//	                       integration is configured the sink is on, on stdout
+//	SHUTDOWN_TIMEOUT       how long SIGINT/SIGTERM may take to deliver what was
+//	                       accepted (default 30s)
+//
+// It serves the Segment API at /v1, GET /healthz and GET /stats. On SIGINT or
+// SIGTERM it stops accepting, delivers everything it accepted, and exits 0.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/opentrackhq/opentrack"
+	"github.com/opentrackhq/opentrack/integrations/jsonl"
+)
+
+func main() {
+	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	if err := run(context.Background(), os.Getenv, log, nil); err != nil {
+		log.Error("server stopped", slog.Any("error", err))
+		os.Exit(1)
+	}
+}
+
+// run serves until ctx ends or a signal arrives, then shuts down. If ready is
+// not nil it receives the listening address.
+func run(ctx context.Context, getenv func(string) string, log *slog.Logger, ready chan<- string) error {
+	port := getenv("PORT")
+	if port == "" {
+		port = "8080"
+	}
+	timeout := 30 * time.Second
+	if v := getenv("SHUTDOWN_TIMEOUT"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return fmt.Errorf("SHUTDOWN_TIMEOUT: want a positive duration such as 30s, got %q", v)
+		}
+		timeout = d
+	}
+
+	integrations, err := fromEnv(ctx, getenv)
+	if err != nil {
+		return err
+	}
+	names := make([]string, len(integrations))
+	for i, in := range integrations {
+		names[i] = in.Name()
+	}
+	m, err := opentrack.New(opentrack.Options{
+		Integrations: integrations,
+		Logger:       log,
+		OnFailure: func(f opentrack.Failure) {
+			log.Error("event not delivered", slog.String("integration", f.Integration),
+				slog.String("messageId", f.Event.Fields().MessageID), slog.Any("error", f.Err))
+		},
+	})
+	if err != nil {
+		return err
+	}
+	h := opentrack.NewHandler(m, &opentrack.HandlerOptions{
+		WriteKeys:      splitList(getenv("WRITE_KEY")),
+		AllowedOrigins: splitList(getenv("CORS_ALLOWED_ORIGINS")),
+		Logger:         log,
+	})
+
+	mux := http.NewServeMux()
+	mux.Handle("/v1/", http.StripPrefix("/v1", h))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		if m.Closed() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintln(w, `{"status":"shutting down"}`)
+			return
+		}
+		fmt.Fprintln(w, `{"status":"ok"}`)
+	})
+	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(m.Stats())
+	})
+
+	ln, err := net.Listen("tcp", ":"+port)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	log.Info("opentrack listening", slog.String("addr", ln.Addr().String()), slog.Any("integrations", names))
+	if ready != nil {
+		ready <- ln.Addr().String()
+	}
+
+	sigCtx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	select {
+	case err := <-served:
+		return err
+	case <-sigCtx.Done():
+	}
+
+	log.Info("shutting down", slog.Duration("timeout", timeout))
+	sctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	// Stop taking requests and let the ones in flight finish, then deliver
+	// everything accepted.
+	err = srv.Shutdown(sctx)
+	if errors.Is(err, context.DeadlineExceeded) {
+		_ = srv.Close()
+	}
+	err = errors.Join(err, m.Shutdown(sctx))
+	for _, s := range m.Stats() {
+		log.Info("delivery", slog.String("integration", s.Integration), slog.Uint64("accepted", s.Accepted),
+			slog.Uint64("delivered", s.Delivered), slog.Uint64("failed", s.Failed))
+	}
+	return err
+}
+
+// fromEnv builds the integrations the environment configures. The JSON-lines
+// sink is on when OPENTRACK_FILE is set, or when nothing else is.
+func fromEnv(ctx context.Context, getenv func(string) string) ([]opentrack.Integration, error) {
+	var list []opentrack.Integration
+	path := getenv("OPENTRACK_FILE")
+	if path == "" && len(list) == 0 {
+		path = "-"
+	}
+	if path != "" {
+		sink, err := jsonl.Open(path)
+		if err != nil {
+			return nil, err
+		}
+		list = append(list, sink)
+	}
+	return list, nil
+}
+
+func splitList(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}

@@ -1,0 +1,480 @@
+package opentrack
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/opentrackhq/opentrack/spec"
+)
+
+// Limits of the Segment HTTP Tracking API, the defaults of [HandlerOptions].
+const (
+	DefaultMaxEventBytes  = 32 << 10  // one event, and the body of a single-event call
+	DefaultMaxBatchBytes  = 500 << 10 // the body of a batch call, after decompression
+	DefaultMaxBatchEvents = 2500
+)
+
+// HandlerOptions configures a [Handler]. The zero value is an open handler
+// (no write key) that accepts browsers from any origin, with Segment's limits.
+type HandlerOptions struct {
+	// WriteKeys are the accepted write keys. A request names its key as the
+	// Basic-auth username (password empty or absent) or, without an
+	// Authorization header, as the body's "writeKey". When WriteKeys is
+	// empty every request is accepted.
+	WriteKeys []string
+
+	// AllowedOrigins lists the browser origins ("https://app.example.com")
+	// allowed to send events, for CORS. Empty, or holding "*", allows every
+	// origin. A request from an origin not on the list is answered 403.
+	AllowedOrigins []string
+
+	// MaxEventBytes bounds one event, and the body of a single-event call.
+	// Default DefaultMaxEventBytes (32 KB).
+	MaxEventBytes int
+	// MaxBatchBytes bounds the body of a batch call after decompression.
+	// Default DefaultMaxBatchBytes (500 KB).
+	MaxBatchBytes int
+	// MaxBatchEvents bounds the events of one batch call. Default
+	// DefaultMaxBatchEvents (2500).
+	MaxBatchEvents int
+
+	// ClientIP returns the address recorded as context.ip when an event
+	// has none. Nil means the host part of the request's RemoteAddr; set it
+	// to read X-Forwarded-For when the handler runs behind a trusted proxy.
+	ClientIP func(*http.Request) string
+
+	// Logger receives server-side errors. Nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Handler serves the Segment HTTP Tracking API. Mount it where Segment's
+// /v1 is, with the prefix stripped:
+//
+//	mux.Handle("/v1/", http.StripPrefix("/v1", opentrack.NewHandler(m, nil)))
+//
+// It serves POST /track /identify /page /screen /group /alias /batch /import
+// and analytics.js's short forms /t /i /p /s /g /a /b, and OPTIONS for CORS
+// preflights. Each request is read, checked and answered at once; accepted
+// events are handed to the Manager, which delivers them in the background.
+//
+// Answers:
+//   - 200 {"success":true}: accepted. A batch with some invalid events
+//     accepts the valid ones and lists the others by index under "errors".
+//   - 400: invalid JSON, or an invalid event (or a batch with no valid
+//     event); the body names each field and the rule it broke.
+//   - 401 {"error":"Invalid write key"}; 403 for an origin not allowed;
+//     404 and 405 as JSON; 413 for a body over the limits; 415 for a
+//     content type other than application/json or text/plain.
+//   - 503 with Retry-After: a target queue is full or the Manager is shutting
+//     down; nothing of the request was accepted.
+type Handler struct {
+	m              *Manager
+	keys           [][sha256.Size]byte
+	anyOrigin      bool
+	origins        map[string]bool
+	maxEventBytes  int
+	maxBatchBytes  int
+	maxBatchEvents int
+	clientIP       func(*http.Request) string
+	log            *slog.Logger
+	now            func() time.Time
+}
+
+// NewHandler returns a Handler that enqueues accepted events to m. opts may
+// be nil.
+func NewHandler(m *Manager, opts *HandlerOptions) *Handler {
+	if opts == nil {
+		opts = &HandlerOptions{}
+	}
+	h := &Handler{
+		m:              m,
+		maxEventBytes:  orDefault(opts.MaxEventBytes, DefaultMaxEventBytes),
+		maxBatchBytes:  orDefault(opts.MaxBatchBytes, DefaultMaxBatchBytes),
+		maxBatchEvents: orDefault(opts.MaxBatchEvents, DefaultMaxBatchEvents),
+		clientIP:       opts.ClientIP,
+		log:            opts.Logger,
+		now:            time.Now,
+		anyOrigin:      len(opts.AllowedOrigins) == 0,
+		origins:        map[string]bool{},
+	}
+	if h.clientIP == nil {
+		h.clientIP = remoteHost
+	}
+	if h.log == nil {
+		h.log = slog.Default()
+	}
+	for _, k := range opts.WriteKeys {
+		if k != "" {
+			h.keys = append(h.keys, sha256.Sum256([]byte(k)))
+		}
+	}
+	for _, o := range opts.AllowedOrigins {
+		o = strings.TrimRight(strings.TrimSpace(o), "/")
+		if o == "*" {
+			h.anyOrigin = true
+		} else if o != "" {
+			h.origins[strings.ToLower(o)] = true
+		}
+	}
+	return h
+}
+
+func orDefault(v, def int) int {
+	if v > 0 {
+		return v
+	}
+	return def
+}
+
+// routes maps paths, relative to the mount point, to the call type; "" marks
+// a batch.
+var routes = map[string]spec.Type{
+	"/track": spec.TypeTrack, "/t": spec.TypeTrack,
+	"/identify": spec.TypeIdentify, "/i": spec.TypeIdentify,
+	"/page": spec.TypePage, "/p": spec.TypePage,
+	"/screen": spec.TypeScreen, "/s": spec.TypeScreen,
+	"/group": spec.TypeGroup, "/g": spec.TypeGroup,
+	"/alias": spec.TypeAlias, "/a": spec.TypeAlias,
+	"/batch": "", "/b": "", "/import": "",
+}
+
+// Headers a browser may send; analytics.js sends Authorization and, on
+// retries, X-Retry-Count, so a preflight must name them.
+const allowHeaders = "Authorization, Content-Type, Content-Encoding, X-Retry-Count"
+
+var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// ServeHTTP implements http.Handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	hdr := w.Header()
+	if origin := r.Header.Get("Origin"); origin != "" {
+		if !h.originAllowed(origin) {
+			writeError(w, http.StatusForbidden, "Origin not allowed")
+			return
+		}
+		hdr.Set("Access-Control-Allow-Origin", origin)
+		hdr.Add("Vary", "Origin")
+	}
+	typ, ok := routes[strings.TrimSuffix(r.URL.Path, "/")]
+	if !ok {
+		writeError(w, http.StatusNotFound, "Not found")
+		return
+	}
+	switch r.Method {
+	case http.MethodPost:
+	case http.MethodOptions:
+		hdr.Set("Access-Control-Allow-Methods", "POST, OPTIONS")
+		hdr.Set("Access-Control-Allow-Headers", allowHeaders)
+		hdr.Set("Access-Control-Max-Age", "86400")
+		w.WriteHeader(http.StatusNoContent)
+		return
+	default:
+		hdr.Set("Allow", "POST, OPTIONS")
+		writeError(w, http.StatusMethodNotAllowed, "Method not allowed")
+		return
+	}
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || (mt != "application/json" && mt != "text/plain") {
+			writeError(w, http.StatusUnsupportedMediaType, "Content-Type must be application/json or text/plain")
+			return
+		}
+	}
+	// A key in the Authorization header decides; without one, the body's.
+	headerKey, hasHeaderKey := basicUser(r.Header.Get("Authorization"))
+	if hasHeaderKey && !h.keyValid(headerKey) {
+		writeError(w, http.StatusUnauthorized, "Invalid write key")
+		return
+	}
+
+	limit := h.maxEventBytes
+	if typ == "" {
+		limit = h.maxBatchBytes
+	}
+	buf := bufPool.Get().(*bytes.Buffer)
+	defer func() {
+		if buf.Cap() <= 2*DefaultMaxBatchBytes {
+			buf.Reset()
+			bufPool.Put(buf)
+		}
+	}()
+	buf.Reset()
+	if status, msg := readBody(w, r, buf, limit); status != 0 {
+		writeError(w, status, msg)
+		return
+	}
+	receivedAt := h.now().UTC()
+	if typ == "" {
+		h.serveBatch(w, r, buf.Bytes(), hasHeaderKey, receivedAt)
+		return
+	}
+	e, err := spec.Decode(buf.Bytes(), typ)
+	if !hasHeaderKey && !h.bodyKeyValid(e) {
+		writeError(w, http.StatusUnauthorized, "Invalid write key")
+		return
+	}
+	var ve *spec.ValidationError
+	if err != nil && !errors.As(err, &ve) {
+		writeJSON(w, http.StatusBadRequest, errorBody{Error: "Invalid JSON", Message: err.Error()})
+		return
+	}
+	if err == nil {
+		err = e.Validate()
+	}
+	if err != nil {
+		h.writeInvalid(w, err)
+		return
+	}
+	e.Fields().WriteKey = ""
+	spec.Enrich(e, receivedAt, h.clientIP(r))
+	h.enqueue(w, r.Context(), e)
+}
+
+func (h *Handler) serveBatch(w http.ResponseWriter, r *http.Request, body []byte, authed bool, receivedAt time.Time) {
+	b, err := spec.DecodeBatch(body)
+	if !authed && len(h.keys) > 0 && (b == nil || !h.keyValid(b.WriteKey)) {
+		writeError(w, http.StatusUnauthorized, "Invalid write key")
+		return
+	}
+	var ve *spec.ValidationError
+	if err != nil && !errors.As(err, &ve) {
+		writeJSON(w, http.StatusBadRequest, errorBody{Error: "Invalid JSON", Message: err.Error()})
+		return
+	}
+	if err != nil {
+		h.writeInvalid(w, err)
+		return
+	}
+	if len(b.Batch) == 0 {
+		writeJSON(w, http.StatusBadRequest, errorBody{Error: "Invalid batch", Fields: []spec.FieldError{{Field: "batch", Rule: "required", Message: "must hold at least one event"}}})
+		return
+	}
+	if len(b.Batch) > h.maxBatchEvents {
+		writeJSON(w, http.StatusBadRequest, errorBody{Error: "Invalid batch", Fields: []spec.FieldError{{Field: "batch", Rule: "length", Message: fmt.Sprintf("holds %d events; the limit is %d", len(b.Batch), h.maxBatchEvents)}}})
+		return
+	}
+	ip := h.clientIP(r)
+	events := make([]spec.Event, 0, len(b.Batch))
+	var rejected []itemError
+	for i, raw := range b.Batch {
+		if len(raw) > h.maxEventBytes {
+			rejected = append(rejected, itemError{Index: i, Error: "Event too large", Fields: []spec.FieldError{{Field: "", Rule: "size", Message: fmt.Sprintf("is %d bytes; the limit is %d", len(raw), h.maxEventBytes)}}})
+			continue
+		}
+		e, err := spec.Decode(raw, "")
+		if err == nil {
+			b.Merge(e)
+			err = e.Validate()
+		}
+		if err != nil {
+			rejected = append(rejected, h.itemError(i, err))
+			continue
+		}
+		e.Fields().WriteKey = ""
+		spec.Enrich(e, receivedAt, ip)
+		events = append(events, e)
+	}
+	if len(events) == 0 {
+		writeJSON(w, http.StatusBadRequest, batchBody{Error: "No valid events", Errors: rejected})
+		return
+	}
+	if !h.enqueueOK(w, r.Context(), events...) {
+		return
+	}
+	if len(rejected) == 0 {
+		writeSuccess(w)
+		return
+	}
+	writeJSON(w, http.StatusOK, batchBody{Success: true, Accepted: len(events), Errors: rejected})
+}
+
+func (h *Handler) enqueue(w http.ResponseWriter, ctx context.Context, events ...spec.Event) {
+	if h.enqueueOK(w, ctx, events...) {
+		writeSuccess(w)
+	}
+}
+
+// enqueueOK hands events to the Manager and writes the error answer if that
+// failed.
+func (h *Handler) enqueueOK(w http.ResponseWriter, ctx context.Context, events ...spec.Event) bool {
+	err := h.m.Enqueue(ctx, events...)
+	switch {
+	case err == nil:
+		return true
+	case errors.Is(err, ErrQueueFull):
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, "Queue full, retry later")
+	case errors.Is(err, ErrClosed):
+		w.Header().Set("Retry-After", "5")
+		writeError(w, http.StatusServiceUnavailable, "Shutting down, retry later")
+	default:
+		h.log.Error("opentrack: enqueue failed", slog.Any("error", err))
+		writeError(w, http.StatusInternalServerError, "Internal error")
+	}
+	return false
+}
+
+// readBody reads the request body into buf, decompressing gzip, and returns
+// a status and message when it must be refused.
+func readBody(w http.ResponseWriter, r *http.Request, buf *bytes.Buffer, limit int) (int, string) {
+	var body io.Reader = http.MaxBytesReader(w, r.Body, int64(limit))
+	switch enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding"))); enc {
+	case "", "identity":
+	case "gzip", "x-gzip":
+		zr, err := gzip.NewReader(body)
+		if err != nil {
+			var mbe *http.MaxBytesError
+			if errors.As(err, &mbe) {
+				return http.StatusRequestEntityTooLarge, tooLarge(limit)
+			}
+			return http.StatusBadRequest, "Invalid gzip body"
+		}
+		defer zr.Close()
+		// The limit applies after decompression, so a small bomb cannot
+		// expand past it.
+		body = io.LimitReader(zr, int64(limit)+1)
+	default:
+		return http.StatusUnsupportedMediaType, fmt.Sprintf("Content-Encoding %q is not supported; use gzip or none", enc)
+	}
+	n, err := buf.ReadFrom(body)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return http.StatusRequestEntityTooLarge, tooLarge(limit)
+		}
+		return http.StatusBadRequest, "Could not read body: " + err.Error()
+	}
+	if n > int64(limit) {
+		return http.StatusRequestEntityTooLarge, tooLarge(limit)
+	}
+	return 0, ""
+}
+
+func tooLarge(limit int) string {
+	return fmt.Sprintf("Body too large: the limit is %d bytes", limit)
+}
+
+func (h *Handler) originAllowed(origin string) bool {
+	return h.anyOrigin || h.origins[strings.ToLower(strings.TrimRight(origin, "/"))]
+}
+
+// keyValid compares key with every configured key in constant time.
+func (h *Handler) keyValid(key string) bool {
+	if len(h.keys) == 0 {
+		return true
+	}
+	sum := sha256.Sum256([]byte(key))
+	ok := 0
+	for i := range h.keys {
+		ok |= subtle.ConstantTimeCompare(sum[:], h.keys[i][:])
+	}
+	return ok == 1 && key != ""
+}
+
+func (h *Handler) bodyKeyValid(e spec.Event) bool {
+	if len(h.keys) == 0 {
+		return true
+	}
+	return e != nil && h.keyValid(e.Fields().WriteKey)
+}
+
+// basicUser returns the username of a Basic Authorization header. The colon
+// and password are optional, as Segment allows.
+func basicUser(v string) (string, bool) {
+	const prefix = "basic "
+	if len(v) < len(prefix) || !strings.EqualFold(v[:len(prefix)], prefix) {
+		return "", false
+	}
+	raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(v[len(prefix):]))
+	if err != nil {
+		return "", false
+	}
+	user, _, _ := strings.Cut(string(raw), ":")
+	return user, true
+}
+
+func remoteHost(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+type errorBody struct {
+	Error   string            `json:"error"`
+	Message string            `json:"message,omitempty"`
+	Fields  []spec.FieldError `json:"fields,omitempty"`
+}
+
+type itemError struct {
+	Index  int               `json:"index"`
+	Error  string            `json:"error"`
+	Fields []spec.FieldError `json:"fields,omitempty"`
+}
+
+type batchBody struct {
+	Success  bool        `json:"success,omitempty"`
+	Error    string      `json:"error,omitempty"`
+	Accepted int         `json:"accepted"`
+	Errors   []itemError `json:"errors,omitempty"`
+}
+
+func (h *Handler) itemError(i int, err error) itemError {
+	var ve *spec.ValidationError
+	if errors.As(err, &ve) {
+		return itemError{Index: i, Error: "Invalid event", Fields: ve.Fields}
+	}
+	return itemError{Index: i, Error: "Invalid JSON", Fields: []spec.FieldError{{Rule: "json", Message: err.Error()}}}
+}
+
+func (h *Handler) writeInvalid(w http.ResponseWriter, err error) {
+	var ve *spec.ValidationError
+	if errors.As(err, &ve) {
+		writeJSON(w, http.StatusBadRequest, errorBody{Error: "Invalid event", Fields: ve.Fields})
+		return
+	}
+	h.log.Error("opentrack: validating", slog.Any("error", err))
+	writeError(w, http.StatusInternalServerError, "Internal error")
+}
+
+var successBody = []byte(`{"success":true}` + "\n")
+
+func writeSuccess(w http.ResponseWriter) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(successBody)))
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(successBody)
+}
+
+func writeError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, errorBody{Error: msg})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status, b = http.StatusInternalServerError, []byte(`{"error":"Internal error"}`)
+	}
+	b = append(b, '\n')
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}

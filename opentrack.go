@@ -1,0 +1,220 @@
+package opentrack
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/opentrackhq/opentrack/spec"
+)
+
+// Defaults for the zero fields of [Options] and [Delivery].
+const (
+	DefaultQueueSize      = 10000
+	DefaultWorkers        = 8
+	DefaultCallTimeout    = 30 * time.Second
+	DefaultMaxAttempts    = 10
+	DefaultInitialBackoff = 500 * time.Millisecond
+	DefaultMaxBackoff     = time.Minute
+	DefaultMaxElapsedTime = 10 * time.Minute
+	DefaultBatchMaxEvents = 500
+	DefaultBatchMaxBytes  = 5 << 20
+	DefaultBatchInterval  = time.Second
+	DefaultDedupWindow    = 100000
+)
+
+// Errors returned by [Manager.Enqueue]; the Handler answers both with 503 and
+// a Retry-After header.
+var (
+	// ErrQueueFull means a target integration's queue has no room for the
+	// events; none of them was enqueued.
+	ErrQueueFull = errors.New("opentrack: queue full")
+	// ErrClosed means the Manager is shutting down or shut down; nothing was
+	// enqueued.
+	ErrClosed = errors.New("opentrack: manager closed")
+)
+
+// Options configures a [Manager]. The zero value of every field means its
+// default, so Options{Integrations: ...} is a complete configuration.
+type Options struct {
+	// Integrations are the destinations. Each must have a distinct Name.
+	// Pass only the ones that are configured; a Manager with none accepts
+	// events and drops them after counting.
+	Integrations []Integration
+
+	// Delivery holds the queue, concurrency, timeout, retry and batch
+	// settings of every integration. An integration that implements
+	// [DeliveryTuner] overrides them for itself.
+	Delivery Delivery
+
+	// DedupWindow is how many recent messageIds are remembered to drop
+	// replays of the same event. Default DefaultDedupWindow.
+	DedupWindow int
+	// DisableDedup turns messageId deduplication off.
+	DisableDedup bool
+
+	// OnFailure receives every event an integration could not deliver: a
+	// permanent error, retries exhausted, or shutdown before delivery. It is
+	// the place for a dead-letter sink. It is called from the integration's
+	// delivery goroutine and should return quickly. Failures are also
+	// counted in [Stats] and logged.
+	OnFailure func(Failure)
+
+	// Logger receives delivery errors and retries. Nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Delivery holds the settings of one integration's queue and workers.
+type Delivery struct {
+	// QueueSize bounds the events accepted for the integration but not yet
+	// delivered or failed. When it is reached, Enqueue returns
+	// ErrQueueFull. Default DefaultQueueSize.
+	QueueSize int
+	// Workers is how many calls to the integration may run at once.
+	// Default DefaultWorkers.
+	Workers int
+	// CallTimeout bounds each call to the integration. Default
+	// DefaultCallTimeout.
+	CallTimeout time.Duration
+	// Retry is the retry policy for failed calls.
+	Retry RetryPolicy
+	// Batch is the batching policy for integrations that implement Batcher.
+	Batch BatchOptions
+}
+
+// RetryPolicy bounds the retries of a failed delivery: exponential backoff
+// with full jitter between InitialBackoff and MaxBackoff, stopping after
+// MaxAttempts attempts or MaxElapsedTime since the first, whichever comes
+// first. A [RetryAfter] error waits at least as long as it asks.
+type RetryPolicy struct {
+	// MaxAttempts counts the first attempt too. Default DefaultMaxAttempts.
+	MaxAttempts int
+	// InitialBackoff is the base wait after the first failure. Default
+	// DefaultInitialBackoff.
+	InitialBackoff time.Duration
+	// MaxBackoff caps one wait. Default DefaultMaxBackoff.
+	MaxBackoff time.Duration
+	// MaxElapsedTime caps the time from the first attempt to the last.
+	// Default DefaultMaxElapsedTime.
+	MaxElapsedTime time.Duration
+	// Disable makes every failure final after one attempt.
+	Disable bool
+}
+
+// BatchOptions says when the Manager hands a batch to a [Batcher]: when it
+// holds MaxEvents events or MaxBytes bytes of event JSON, or Interval after
+// its first event, whichever comes first.
+type BatchOptions struct {
+	// MaxEvents defaults to DefaultBatchMaxEvents.
+	MaxEvents int
+	// MaxBytes defaults to DefaultBatchMaxBytes.
+	MaxBytes int
+	// Interval defaults to DefaultBatchInterval.
+	Interval time.Duration
+}
+
+// Failure describes an event that an integration could not deliver.
+type Failure struct {
+	// Integration is the Name of the integration.
+	Integration string
+	// Event is the event; treat it as read-only.
+	Event spec.Event
+	// Err is the last error.
+	Err error
+	// Attempts is how many deliveries were tried.
+	Attempts int
+}
+
+// Stats are one integration's delivery counters, from [Manager.Stats].
+type Stats struct {
+	// Integration is the Name of the integration.
+	Integration string
+	// Accepted counts events enqueued for the integration.
+	Accepted uint64
+	// Delivered counts events the integration took.
+	Delivered uint64
+	// Retried counts retry attempts.
+	Retried uint64
+	// Failed counts events given up on and passed to OnFailure.
+	Failed uint64
+	// Deduplicated counts replays of an already accepted messageId that
+	// were not enqueued again.
+	Deduplicated uint64
+	// Panics counts calls that panicked; each is also a failure.
+	Panics uint64
+	// Queued is the number of accepted events not yet delivered or failed.
+	Queued int
+	// OldestAge is how long the oldest of those has waited; 0 when none.
+	OldestAge time.Duration
+	// Position is the integration's delivery position: every event with a
+	// sequence number below it has been delivered or failed.
+	Position uint64
+}
+
+// ConfigError reports an invalid [Options] field, from [New].
+type ConfigError struct {
+	Field  string
+	Reason string
+}
+
+func (e *ConfigError) Error() string {
+	return fmt.Sprintf("opentrack: invalid %s: %s", e.Field, e.Reason)
+}
+
+// merged returns d with its zero fields taken from base, then from the defaults.
+func (d Delivery) merged(base Delivery) Delivery {
+	pick := func(v, b, def int) int {
+		if v != 0 {
+			return v
+		}
+		if b != 0 {
+			return b
+		}
+		return def
+	}
+	pickD := func(v, b, def time.Duration) time.Duration {
+		if v != 0 {
+			return v
+		}
+		if b != 0 {
+			return b
+		}
+		return def
+	}
+	return Delivery{
+		QueueSize:   pick(d.QueueSize, base.QueueSize, DefaultQueueSize),
+		Workers:     pick(d.Workers, base.Workers, DefaultWorkers),
+		CallTimeout: pickD(d.CallTimeout, base.CallTimeout, DefaultCallTimeout),
+		Retry: RetryPolicy{
+			MaxAttempts:    pick(d.Retry.MaxAttempts, base.Retry.MaxAttempts, DefaultMaxAttempts),
+			InitialBackoff: pickD(d.Retry.InitialBackoff, base.Retry.InitialBackoff, DefaultInitialBackoff),
+			MaxBackoff:     pickD(d.Retry.MaxBackoff, base.Retry.MaxBackoff, DefaultMaxBackoff),
+			MaxElapsedTime: pickD(d.Retry.MaxElapsedTime, base.Retry.MaxElapsedTime, DefaultMaxElapsedTime),
+			Disable:        d.Retry.Disable || base.Retry.Disable,
+		},
+		Batch: BatchOptions{
+			MaxEvents: pick(d.Batch.MaxEvents, base.Batch.MaxEvents, DefaultBatchMaxEvents),
+			MaxBytes:  pick(d.Batch.MaxBytes, base.Batch.MaxBytes, DefaultBatchMaxBytes),
+			Interval:  pickD(d.Batch.Interval, base.Batch.Interval, DefaultBatchInterval),
+		},
+	}
+}
+
+func (d Delivery) validate(field string) error {
+	switch {
+	case d.QueueSize < 0:
+		return &ConfigError{field + ".QueueSize", "must not be negative"}
+	case d.Workers < 0:
+		return &ConfigError{field + ".Workers", "must not be negative"}
+	case d.CallTimeout < 0:
+		return &ConfigError{field + ".CallTimeout", "must not be negative"}
+	case d.Retry.MaxAttempts < 0:
+		return &ConfigError{field + ".Retry.MaxAttempts", "must not be negative"}
+	case d.Retry.InitialBackoff < 0 || d.Retry.MaxBackoff < 0 || d.Retry.MaxElapsedTime < 0:
+		return &ConfigError{field + ".Retry", "durations must not be negative"}
+	case d.Batch.MaxEvents < 0 || d.Batch.MaxBytes < 0 || d.Batch.Interval < 0:
+		return &ConfigError{field + ".Batch", "must not be negative"}
+	}
+	return nil
+}

@@ -1,0 +1,62 @@
+package spec
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"time"
+)
+
+// Enrich completes an accepted event as Segment's servers do:
+//   - MessageID is generated (a random UUID) when the sender sent none;
+//   - ReceivedAt is set to receivedAt;
+//   - OriginalTimestamp keeps the time the sender gave (its originalTimestamp,
+//     else its timestamp);
+//   - Timestamp is corrected for the device's clock skew when the sender gave
+//     sentAt: receivedAt - (sentAt - originalTimestamp). Without sentAt it is
+//     the sender's time, and without that, receivedAt;
+//   - context.ip is set to ip when the context has none and ip is not empty.
+func Enrich(e Event, receivedAt time.Time, ip string) {
+	c := e.Fields()
+	if c.MessageID == "" {
+		c.MessageID = NewMessageID()
+	}
+	c.ReceivedAt = receivedAt
+	if c.OriginalTimestamp.IsZero() {
+		c.OriginalTimestamp = c.Timestamp
+	}
+	switch {
+	case c.OriginalTimestamp.IsZero():
+		c.Timestamp = receivedAt
+	case !c.SentAt.IsZero():
+		c.Timestamp = receivedAt.Add(-c.SentAt.Sub(c.OriginalTimestamp))
+	default:
+		c.Timestamp = c.OriginalTimestamp
+	}
+	if ip != "" {
+		if _, ok := c.Context["ip"]; !ok {
+			if c.Context == nil {
+				c.Context = make(map[string]any, 1)
+			}
+			c.Context["ip"] = ip
+		}
+	}
+}
+
+// NewMessageID returns a random (version 4) UUID in its canonical text form.
+func NewMessageID() string {
+	var u [16]byte
+	_, _ = rand.Read(u[:]) // crypto/rand.Read never fails
+	u[6] = u[6]&0x0f | 0x40
+	u[8] = u[8]&0x3f | 0x80
+	var b [36]byte
+	hex.Encode(b[0:8], u[0:4])
+	b[8] = '-'
+	hex.Encode(b[9:13], u[4:6])
+	b[13] = '-'
+	hex.Encode(b[14:18], u[6:8])
+	b[18] = '-'
+	hex.Encode(b[19:23], u[8:10])
+	b[23] = '-'
+	hex.Encode(b[24:], u[10:])
+	return string(b[:])
+}
