@@ -1,0 +1,740 @@
+package opentrack_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/opentrackhq/opentrack"
+	"github.com/opentrackhq/opentrack/spec"
+)
+
+func allTypes() []spec.Event {
+	c := func(t spec.Type, id string) spec.Common {
+		return spec.Common{Type: t, MessageID: id, UserID: "u1"}
+	}
+	return []spec.Event{
+		&spec.Track{Common: c(spec.TypeTrack, "m1"), Event: "Clicked"},
+		&spec.Identify{Common: c(spec.TypeIdentify, "m2"), Traits: map[string]any{"email": "a@example.com"}},
+		&spec.Page{Common: c(spec.TypePage, "m3"), Name: "Home"},
+		&spec.Screen{Common: c(spec.TypeScreen, "m4"), Name: "Main"},
+		&spec.Group{Common: c(spec.TypeGroup, "m5"), GroupID: "g1"},
+		&spec.Alias{Common: c(spec.TypeAlias, "m6"), PreviousID: "a1"},
+	}
+}
+
+func TestManagerDeliversEveryCallToEveryIntegration(t *testing.T) {
+	a, b := newRecorder("A"), newRecorder("B")
+	m := newManager(t, opentrack.Options{Integrations: []opentrack.Integration{a, b}})
+	if err := m.Enqueue(t.Context(), allTypes()...); err != nil {
+		t.Fatal(err)
+	}
+	flush(t, m)
+	for _, r := range []*recorder{a, b} {
+		r.mu.Lock()
+		calls := map[string]bool{}
+		for _, c := range r.calls {
+			calls[c] = true
+		}
+		r.mu.Unlock()
+		for _, want := range []string{"Track", "Identify", "Page", "Screen", "Group", "Alias"} {
+			if !calls[want] {
+				t.Errorf("%s: %s was not called; calls: %v", r.name, want, r.calls)
+			}
+		}
+		if r.flushed == 0 {
+			t.Errorf("%s: Flush did not reach the Flusher", r.name)
+		}
+		s := statsOf(t, m, r.name)
+		if s.Accepted != 6 || s.Delivered != 6 || s.Queued != 0 || s.Position != 6 {
+			t.Errorf("%s stats = %+v, want 6 accepted and delivered, none queued, position 6", r.name, s)
+		}
+	}
+}
+
+func TestManagerRoutesByIntegrationsObject(t *testing.T) {
+	tests := []struct {
+		name         string
+		integrations map[string]any
+		want         map[string]bool
+	}{
+		{"absent means all", nil, map[string]bool{"A": true, "B": true}},
+		{"All false", map[string]any{"All": false}, map[string]bool{}},
+		{"All false, one on", map[string]any{"All": false, "B": true}, map[string]bool{"B": true}},
+		{"one off", map[string]any{"A": false}, map[string]bool{"B": true}},
+		{"options object enables", map[string]any{"All": false, "A": map[string]any{"x": 1}}, map[string]bool{"A": true}},
+		{"keys are case-sensitive", map[string]any{"All": false, "a": true}, map[string]bool{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a, b := newRecorder("A"), newRecorder("B")
+			m := newManager(t, opentrack.Options{Integrations: []opentrack.Integration{a, b}})
+			e := track("m1")
+			e.Integrations = tt.integrations
+			if err := m.Enqueue(t.Context(), e); err != nil {
+				t.Fatal(err)
+			}
+			flush(t, m)
+			for _, r := range []*recorder{a, b} {
+				if got := len(r.got()) == 1; got != tt.want[r.name] {
+					t.Errorf("%s received = %v, want %v", r.name, got, tt.want[r.name])
+				}
+			}
+		})
+	}
+}
+
+func TestManagerDropsReplaysWithinDedupWindow(t *testing.T) {
+	a := newRecorder("A")
+	m := newManager(t, opentrack.Options{Integrations: []opentrack.Integration{a}, DedupWindow: 2})
+	ctx := t.Context()
+	for _, err := range []error{
+		m.Enqueue(ctx, track("m1"), track("m1")), // twice in one request
+		m.Enqueue(ctx, track("m1")),              // a replay
+		m.Enqueue(ctx, track("m2"), track("m3")), // pushes m1 out of a window of 2
+		m.Enqueue(ctx, track("m1")),              // outside the window: accepted again
+	} {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	flush(t, m)
+	got := a.ids()
+	if got["m1"] != 2 || got["m2"] != 1 || got["m3"] != 1 {
+		t.Errorf("delivered ids = %v, want m1 twice (once per window), m2 and m3 once", got)
+	}
+	if s := statsOf(t, m, "A"); s.Deduplicated != 2 {
+		t.Errorf("Deduplicated = %d, want 2", s.Deduplicated)
+	}
+}
+
+func TestManagerDedupCanBeDisabled(t *testing.T) {
+	a := newRecorder("A")
+	m := newManager(t, opentrack.Options{Integrations: []opentrack.Integration{a}, DisableDedup: true})
+	if err := m.Enqueue(t.Context(), track("m1"), track("m1")); err != nil {
+		t.Fatal(err)
+	}
+	flush(t, m)
+	if got := a.ids()["m1"]; got != 2 {
+		t.Errorf("m1 delivered %d times, want 2", got)
+	}
+}
+
+func TestManagerRetriesTransientErrors(t *testing.T) {
+	a := newRecorder("A")
+	a.fail = func(_ spec.Event, attempt int) error {
+		if attempt < 3 {
+			return errTransient
+		}
+		return nil
+	}
+	var f failures
+	m := newManager(t, opentrack.Options{Integrations: []opentrack.Integration{a}, OnFailure: f.hook,
+		Delivery: opentrack.Delivery{Retry: fastRetry}})
+	if err := m.Enqueue(t.Context(), track("m1")); err != nil {
+		t.Fatal(err)
+	}
+	flush(t, m)
+	if got := a.ids()["m1"]; got != 1 {
+		t.Fatalf("delivered %d times, want 1", got)
+	}
+	if s := statsOf(t, m, "A"); s.Retried != 2 || s.Delivered != 1 || s.Failed != 0 {
+		t.Errorf("stats = %+v, want 2 retries, 1 delivered, 0 failed", s)
+	}
+	if len(f.get()) != 0 {
+		t.Errorf("OnFailure called: %v", f.get())
+	}
+}
+
+func TestManagerDoesNotRetryPermanentErrors(t *testing.T) {
+	a := newRecorder("A")
+	rejected := errors.New("400 bad request")
+	a.fail = func(spec.Event, int) error { return opentrack.Permanent(rejected) }
+	var f failures
+	m := newManager(t, opentrack.Options{Integrations: []opentrack.Integration{a}, OnFailure: f.hook,
+		Delivery: opentrack.Delivery{Retry: fastRetry}})
+	if err := m.Enqueue(t.Context(), track("m1")); err != nil {
+		t.Fatal(err)
+	}
+	flush(t, m)
+	if n := a.attemptsOf("m1"); n != 1 {
+		t.Errorf("attempts = %d, want 1", n)
+	}
+	got := f.get()
+	if len(got) != 1 || got[0].Integration != "A" || got[0].Attempts != 1 || !errors.Is(got[0].Err, rejected) ||
+		got[0].Event.Fields().MessageID != "m1" {
+		t.Fatalf("failures = %+v, want one for m1 wrapping the 400", got)
+	}
+	if s := statsOf(t, m, "A"); s.Failed != 1 || s.Retried != 0 {
+		t.Errorf("stats = %+v, want 1 failed, 0 retried", s)
+	}
+}
+
+func TestManagerGivesUpAfterMaxAttempts(t *testing.T) {
+	a := newRecorder("A")
+	a.fail = func(spec.Event, int) error { return errTransient }
+	var f failures
+	m := newManager(t, opentrack.Options{Integrations: []opentrack.Integration{a}, OnFailure: f.hook,
+		Delivery: opentrack.Delivery{Retry: fastRetry}})
+	if err := m.Enqueue(t.Context(), track("m1")); err != nil {
+		t.Fatal(err)
+	}
+	flush(t, m)
+	got := f.get()
+	if len(got) != 1 || got[0].Attempts != fastRetry.MaxAttempts || !errors.Is(got[0].Err, errTransient) {
+		t.Fatalf("failures = %+v, want one after %d attempts", got, fastRetry.MaxAttempts)
+	}
+	if n := a.attemptsOf("m1"); n != fastRetry.MaxAttempts {
+		t.Errorf("attempts = %d, want %d", n, fastRetry.MaxAttempts)
+	}
+}
+
+func TestManagerGivesUpAfterMaxElapsedTime(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		a := newRecorder("A")
+		a.fail = func(spec.Event, int) error { return errTransient }
+		var f failures
+		m, err := opentrack.New(opentrack.Options{Integrations: []opentrack.Integration{a}, OnFailure: f.hook, Logger: quietLogger(),
+			Delivery: opentrack.Delivery{Retry: opentrack.RetryPolicy{MaxAttempts: 1000, InitialBackoff: time.Second,
+				MaxBackoff: time.Second, MaxElapsedTime: 10 * time.Second}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		if err := m.Enqueue(t.Context(), track("m1")); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Flush(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		elapsed := time.Since(start)
+		if len(f.get()) != 1 {
+			t.Fatalf("failures = %d, want 1", len(f.get()))
+		}
+		if elapsed > 10*time.Second {
+			t.Errorf("gave up after %v, want within MaxElapsedTime 10s", elapsed)
+		}
+		if n := a.attemptsOf("m1"); n < 9 || n > 21 {
+			t.Errorf("attempts = %d, want about 10-20 within 10s of 0.5-1s waits", n)
+		}
+		_ = m.Shutdown(t.Context())
+	})
+}
+
+func TestManagerHonoursRetryAfter(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		a := newRecorder("A")
+		var times []time.Time
+		a.fail = func(_ spec.Event, attempt int) error {
+			times = append(times, time.Now())
+			if attempt == 1 {
+				return opentrack.RetryAfter(errTransient, 30*time.Second)
+			}
+			return nil
+		}
+		m, err := opentrack.New(opentrack.Options{Integrations: []opentrack.Integration{a}, Logger: quietLogger(),
+			Delivery: opentrack.Delivery{Retry: fastRetry}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Enqueue(t.Context(), track("m1")); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Flush(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if len(times) != 2 {
+			t.Fatalf("attempts = %d, want 2", len(times))
+		}
+		if gap := times[1].Sub(times[0]); gap < 30*time.Second {
+			t.Errorf("second attempt after %v, want at least the 30s Retry-After", gap)
+		}
+		_ = m.Shutdown(t.Context())
+	})
+}
+
+func TestManagerRecoversPanickingIntegration(t *testing.T) {
+	bad, good := newRecorder("Bad"), newRecorder("Good")
+	bad.fail = func(spec.Event, int) error { panic("boom") }
+	var f failures
+	m := newManager(t, opentrack.Options{Integrations: []opentrack.Integration{bad, good}, OnFailure: f.hook,
+		Delivery: opentrack.Delivery{Retry: fastRetry}})
+	if err := m.Enqueue(t.Context(), track("m1"), track("m2")); err != nil {
+		t.Fatal(err)
+	}
+	flush(t, m)
+	if s := statsOf(t, m, "Bad"); s.Panics != 2 || s.Failed != 2 {
+		t.Errorf("Bad stats = %+v, want 2 panics, 2 failed", s)
+	}
+	if len(f.get()) != 2 {
+		t.Errorf("failures = %d, want 2", len(f.get()))
+	}
+	if len(good.got()) != 2 {
+		t.Errorf("Good received %d, want 2", len(good.got()))
+	}
+}
+
+// blocker is an integration whose calls wait until released or cancelled.
+type blocker struct {
+	opentrack.Base
+	release chan struct{}
+	started chan struct{}
+	n       atomic.Int64
+}
+
+func newBlocker(name string) *blocker {
+	return &blocker{Base: opentrack.Base{ID: name}, release: make(chan struct{}), started: make(chan struct{}, 1000)}
+}
+
+func (b *blocker) Track(ctx context.Context, e *spec.Track) error {
+	b.started <- struct{}{}
+	select {
+	case <-b.release:
+		b.n.Add(1)
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func TestManagerSlowIntegrationDoesNotDelayOthers(t *testing.T) {
+	slow := newBlocker("Slow")
+	fast := newRecorder("Fast")
+	fast.delivered = make(chan spec.Event, 100)
+	m := newManager(t, opentrack.Options{Integrations: []opentrack.Integration{slow, fast},
+		Delivery: opentrack.Delivery{QueueSize: 100, Workers: 1}})
+	for i := range 50 {
+		if err := m.Enqueue(t.Context(), track(fmt.Sprint("m", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	timeout := time.After(10 * time.Second)
+	for i := range 50 {
+		select {
+		case <-fast.delivered:
+		case <-timeout:
+			t.Fatalf("Fast got %d of 50 events while Slow was stuck", i)
+		}
+	}
+	if s := statsOf(t, m, "Slow"); s.Queued != 50 || s.Delivered != 0 {
+		t.Errorf("Slow stats = %+v, want 50 queued, 0 delivered", s)
+	}
+	close(slow.release)
+	flush(t, m)
+	if slow.n.Load() != 50 {
+		t.Errorf("Slow delivered %d, want 50", slow.n.Load())
+	}
+}
+
+func TestManagerQueueFullIsAllOrNothing(t *testing.T) {
+	slow := newBlocker("Slow")
+	other := newRecorder("Other")
+	m := newManager(t, opentrack.Options{Integrations: []opentrack.Integration{slow, other},
+		Delivery: opentrack.Delivery{QueueSize: 3, Workers: 1}})
+	ctx := t.Context()
+	if err := m.Enqueue(ctx, track("m1"), track("m2"), track("m3")); err != nil {
+		t.Fatal(err)
+	}
+	flushCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	// Other has room again once it delivered; Slow has none.
+	for len(other.got()) < 3 && flushCtx.Err() == nil {
+		time.Sleep(time.Millisecond)
+	}
+	err := m.Enqueue(ctx, track("m4"), track("m5"))
+	if !errors.Is(err, opentrack.ErrQueueFull) {
+		t.Fatalf("Enqueue = %v, want ErrQueueFull", err)
+	}
+	// Routed only to Other, the event fits.
+	only := track("m6")
+	only.Integrations = map[string]any{"Slow": false}
+	if err := m.Enqueue(ctx, only); err != nil {
+		t.Fatalf("Enqueue to Other only = %v", err)
+	}
+	close(slow.release)
+	flush(t, m)
+	if got := other.ids(); got["m4"] != 0 || got["m5"] != 0 || got["m6"] != 1 {
+		t.Errorf("Other received %v: a refused request must leave nothing behind", got)
+	}
+	if s := statsOf(t, m, "Slow"); s.Accepted != 3 || s.Delivered != 3 {
+		t.Errorf("Slow stats = %+v, want 3 accepted and delivered", s)
+	}
+	// A refused request's ids are not remembered: its retry is accepted.
+	if err := m.Enqueue(ctx, track("m4")); err != nil {
+		t.Fatal(err)
+	}
+	flush(t, m)
+	if other.ids()["m4"] != 1 {
+		t.Errorf("the retry of a refused event was deduplicated")
+	}
+}
+
+func TestManagerStatsShowQueueAndAge(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		slow := newBlocker("Slow")
+		m, err := opentrack.New(opentrack.Options{Integrations: []opentrack.Integration{slow}, Logger: quietLogger(),
+			Delivery: opentrack.Delivery{Workers: 1}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Enqueue(t.Context(), track("m1"), track("m2")); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(5 * time.Second)
+		synctest.Wait()
+		s := m.Stats()[0]
+		if s.Queued != 2 || s.OldestAge != 5*time.Second || s.Position != 0 {
+			t.Errorf("stats = %+v, want 2 queued, oldest 5s, position 0", s)
+		}
+		close(slow.release)
+		if err := m.Flush(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		s = m.Stats()[0]
+		if s.Queued != 0 || s.OldestAge != 0 || s.Position != 2 {
+			t.Errorf("after flush stats = %+v, want 0 queued, age 0, position 2", s)
+		}
+		_ = m.Shutdown(t.Context())
+	})
+}
+
+func TestManagerShutdownDrainsAndCloses(t *testing.T) {
+	a := newRecorder("A")
+	a.fail = func(_ spec.Event, attempt int) error {
+		time.Sleep(100 * time.Microsecond)
+		if attempt == 1 {
+			return errTransient // every event needs a retry
+		}
+		return nil
+	}
+	m, err := opentrack.New(opentrack.Options{Integrations: []opentrack.Integration{a}, Logger: quietLogger(),
+		Delivery: opentrack.Delivery{Retry: fastRetry}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 1000
+	for i := range n {
+		if err := m.Enqueue(t.Context(), track(fmt.Sprint("m", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	if err := m.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	if got := len(a.ids()); got != n {
+		t.Errorf("delivered %d distinct events, want %d", got, n)
+	}
+	if a.closed != 1 {
+		t.Errorf("Close called %d times, want 1", a.closed)
+	}
+	if err := m.Enqueue(t.Context(), track("late")); !errors.Is(err, opentrack.ErrClosed) {
+		t.Errorf("Enqueue after Shutdown = %v, want ErrClosed", err)
+	}
+	if err := m.Shutdown(ctx); err != nil {
+		t.Errorf("second Shutdown = %v, want the first's result (nil)", err)
+	}
+	if a.closed != 1 {
+		t.Errorf("Close called %d times after a second Shutdown, want 1", a.closed)
+	}
+}
+
+func TestManagerShutdownDeadlineReportsUndelivered(t *testing.T) {
+	slow := newBlocker("Slow")
+	var f failures
+	m, err := opentrack.New(opentrack.Options{Integrations: []opentrack.Integration{slow}, OnFailure: f.hook, Logger: quietLogger(),
+		Delivery: opentrack.Delivery{Workers: 2}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 20
+	for i := range n {
+		if err := m.Enqueue(t.Context(), track(fmt.Sprint("m", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	<-slow.started
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	err = m.Shutdown(ctx)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Shutdown = %v, want DeadlineExceeded", err)
+	}
+	got := f.get()
+	if len(got) != n {
+		t.Fatalf("OnFailure got %d events, want all %d: nothing may be lost silently", len(got), n)
+	}
+	for _, x := range got {
+		if !errors.Is(x.Err, opentrack.ErrClosed) {
+			t.Errorf("failure error = %v, want it to wrap ErrClosed", x.Err)
+		}
+	}
+	if s := m.Stats()[0]; s.Failed != n || s.Queued != 0 {
+		t.Errorf("stats = %+v, want %d failed, 0 queued", s, n)
+	}
+}
+
+// batcher records the batches it receives; fail decides per event.
+type batcher struct {
+	opentrack.Base
+	mu      sync.Mutex
+	batches [][]string
+	fail    func(e spec.Event, call int) error
+	calls   int
+}
+
+func (b *batcher) Batch(_ context.Context, events []spec.Event) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.calls++
+	be := &opentrack.BatchError{}
+	var ok []string
+	for i, e := range events {
+		if b.fail != nil {
+			if err := b.fail(e, b.calls); err != nil {
+				be.Fail(i, err)
+				continue
+			}
+		}
+		ok = append(ok, e.Fields().MessageID)
+	}
+	b.batches = append(b.batches, ok)
+	return be.Err()
+}
+
+func TestManagerBatchesByCount(t *testing.T) {
+	b := &batcher{Base: opentrack.Base{ID: "W"}}
+	m := newManager(t, opentrack.Options{Integrations: []opentrack.Integration{b},
+		Delivery: opentrack.Delivery{Workers: 1, Batch: opentrack.BatchOptions{MaxEvents: 10, Interval: time.Hour}}})
+	var events []spec.Event
+	for i := range 25 {
+		events = append(events, track(fmt.Sprint("m", i)))
+	}
+	if err := m.Enqueue(t.Context(), events...); err != nil {
+		t.Fatal(err)
+	}
+	flush(t, m) // sends the last partial batch without waiting an hour
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	total := 0
+	for _, batch := range b.batches {
+		if len(batch) > 10 {
+			t.Errorf("batch of %d events, want at most 10", len(batch))
+		}
+		total += len(batch)
+	}
+	if total != 25 || len(b.batches) != 3 {
+		t.Errorf("got %d events in %d batches, want 25 in 3", total, len(b.batches))
+	}
+}
+
+func TestManagerBatchesByInterval(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := &batcher{Base: opentrack.Base{ID: "W"}}
+		m, err := opentrack.New(opentrack.Options{Integrations: []opentrack.Integration{b}, Logger: quietLogger(),
+			Delivery: opentrack.Delivery{Batch: opentrack.BatchOptions{Interval: time.Second}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Enqueue(t.Context(), track("m1"), track("m2")); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(999 * time.Millisecond)
+		synctest.Wait()
+		b.mu.Lock()
+		early := len(b.batches)
+		b.mu.Unlock()
+		if early != 0 {
+			t.Fatalf("batch sent before the interval")
+		}
+		time.Sleep(2 * time.Millisecond)
+		synctest.Wait()
+		b.mu.Lock()
+		got := b.batches
+		b.mu.Unlock()
+		if len(got) != 1 || len(got[0]) != 2 {
+			t.Fatalf("batches = %v, want one batch of 2 after the 1s interval", got)
+		}
+		_ = m.Shutdown(t.Context())
+	})
+}
+
+func TestManagerRetriesOnlyFailedEventsOfABatch(t *testing.T) {
+	b := &batcher{Base: opentrack.Base{ID: "W"}}
+	b.fail = func(e spec.Event, call int) error {
+		switch e.Fields().MessageID {
+		case "m2":
+			if call == 1 {
+				return errTransient
+			}
+		case "m3":
+			return opentrack.Permanent(errors.New("rejected"))
+		}
+		return nil
+	}
+	var f failures
+	m := newManager(t, opentrack.Options{Integrations: []opentrack.Integration{b}, OnFailure: f.hook,
+		Delivery: opentrack.Delivery{Workers: 1, Retry: fastRetry}})
+	if err := m.Enqueue(t.Context(), track("m1"), track("m2"), track("m3")); err != nil {
+		t.Fatal(err)
+	}
+	flush(t, m)
+	b.mu.Lock()
+	got := fmt.Sprint(b.batches)
+	b.mu.Unlock()
+	if got != "[[m1] [m2]]" {
+		t.Errorf("delivered batches = %s, want [[m1] [m2]]: only m2 retried, m3 not", got)
+	}
+	fails := f.get()
+	if len(fails) != 1 || fails[0].Event.Fields().MessageID != "m3" {
+		t.Errorf("failures = %+v, want m3 only", fails)
+	}
+	if s := statsOf(t, m, "W"); s.Delivered != 2 || s.Failed != 1 || s.Retried != 1 {
+		t.Errorf("stats = %+v, want 2 delivered, 1 failed, 1 retried", s)
+	}
+}
+
+// initer counts Init calls and fails the first ones.
+type initer struct {
+	*recorder
+	inits     atomic.Int64
+	failUntil int64
+	permanent bool
+}
+
+func (i *initer) Init(context.Context) error {
+	n := i.inits.Add(1)
+	if i.permanent {
+		return opentrack.Permanent(errors.New("bad credentials"))
+	}
+	if n <= i.failUntil {
+		return errTransient
+	}
+	return nil
+}
+
+func TestManagerInitsBeforeFirstEvent(t *testing.T) {
+	in := &initer{recorder: newRecorder("A"), failUntil: 2}
+	in.recorder.fail = func(spec.Event, int) error {
+		if in.inits.Load() != 3 {
+			return opentrack.Permanent(fmt.Errorf("event before Init succeeded (inits=%d)", in.inits.Load()))
+		}
+		return nil
+	}
+	var f failures
+	m := newManager(t, opentrack.Options{Integrations: []opentrack.Integration{in}, OnFailure: f.hook,
+		Delivery: opentrack.Delivery{Retry: fastRetry}})
+	if err := m.Enqueue(t.Context(), track("m1")); err != nil {
+		t.Fatal(err)
+	}
+	flush(t, m)
+	if len(f.get()) != 0 || len(in.got()) != 1 || in.inits.Load() != 3 {
+		t.Errorf("inits = %d, delivered = %d, failures = %v; want 3 inits then delivery", in.inits.Load(), len(in.got()), f.get())
+	}
+}
+
+func TestManagerPermanentInitFailureReportsEvents(t *testing.T) {
+	in := &initer{recorder: newRecorder("A"), permanent: true}
+	var f failures
+	m := newManager(t, opentrack.Options{Integrations: []opentrack.Integration{in}, OnFailure: f.hook})
+	if err := m.Enqueue(t.Context(), track("m1")); err != nil {
+		t.Fatal(err)
+	}
+	flush(t, m)
+	if got := f.get(); len(got) != 1 || len(in.got()) != 0 {
+		t.Errorf("failures = %v, delivered = %d; want the event reported, not delivered", got, len(in.got()))
+	}
+}
+
+type tuned struct {
+	*recorder
+	d opentrack.Delivery
+}
+
+func (t tuned) Delivery() opentrack.Delivery { return t.d }
+
+func TestManagerDeliveryTunerOverridesDefaults(t *testing.T) {
+	in := tuned{recorder: newRecorder("A"), d: opentrack.Delivery{QueueSize: 1, Workers: 1}}
+	in.recorder.fail = func(spec.Event, int) error { time.Sleep(10 * time.Millisecond); return nil }
+	m := newManager(t, opentrack.Options{Integrations: []opentrack.Integration{in}})
+	if err := m.Enqueue(t.Context(), track("m1"), track("m2")); !errors.Is(err, opentrack.ErrQueueFull) {
+		t.Errorf("Enqueue of 2 into a tuned queue of 1 = %v, want ErrQueueFull", err)
+	}
+}
+
+func TestNewRejectsBadOptions(t *testing.T) {
+	tests := []struct {
+		name  string
+		opts  opentrack.Options
+		field string
+	}{
+		{"duplicate name", opentrack.Options{Integrations: []opentrack.Integration{newRecorder("A"), newRecorder("A")}}, "Integrations[1]"},
+		{"nil integration", opentrack.Options{Integrations: []opentrack.Integration{nil}}, "Integrations[0]"},
+		{"empty name", opentrack.Options{Integrations: []opentrack.Integration{newRecorder("")}}, "Integrations[0]"},
+		{"negative queue", opentrack.Options{Delivery: opentrack.Delivery{QueueSize: -1}}, "Delivery.QueueSize"},
+		{"negative dedup", opentrack.Options{DedupWindow: -1}, "DedupWindow"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := opentrack.New(tt.opts)
+			var ce *opentrack.ConfigError
+			if !errors.As(err, &ce) || ce.Field != tt.field {
+				t.Fatalf("New = %v, want *ConfigError for %s", err, tt.field)
+			}
+		})
+	}
+}
+
+func TestErrorMarkers(t *testing.T) {
+	base := errors.New("x")
+	if opentrack.Permanent(nil) != nil || opentrack.RetryAfter(nil, time.Second) != nil {
+		t.Error("markers of nil must be nil")
+	}
+	wrapped := fmt.Errorf("ctx: %w", opentrack.RetryAfter(opentrack.Permanent(base), 3*time.Second))
+	if !opentrack.IsPermanent(wrapped) || !errors.Is(wrapped, base) {
+		t.Errorf("markers must survive wrapping and keep the cause")
+	}
+	if d, ok := opentrack.RetryAfterDelay(wrapped); !ok || d != 3*time.Second {
+		t.Errorf("RetryAfterDelay = %v, %v; want 3s", d, ok)
+	}
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for v, want := range map[string]time.Duration{
+		"120": 2 * time.Minute, "": 0, "-3": 0, "soon": 0,
+		now.Add(90 * time.Second).Format(time.RFC1123): 90 * time.Second,
+	} {
+		if got := opentrack.ParseRetryAfter(v, now); got != want {
+			t.Errorf("ParseRetryAfter(%q) = %v, want %v", v, got, want)
+		}
+	}
+}
+
+func TestFuncAndBaseIntegrations(t *testing.T) {
+	var mu sync.Mutex
+	var got []spec.Type
+	fn := opentrack.Func("Fn", func(_ context.Context, e spec.Event) error {
+		mu.Lock()
+		defer mu.Unlock()
+		got = append(got, e.Fields().Type)
+		return nil
+	})
+	base := opentrack.Base{ID: "Noop"}
+	m := newManager(t, opentrack.Options{Integrations: []opentrack.Integration{fn, base}})
+	if err := m.Enqueue(t.Context(), allTypes()...); err != nil {
+		t.Fatal(err)
+	}
+	flush(t, m)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != 6 {
+		t.Errorf("Func got %v, want all 6 calls", got)
+	}
+	if s := statsOf(t, m, "Noop"); s.Delivered != 6 {
+		t.Errorf("Base delivered %d, want 6", s.Delivered)
+	}
+}
