@@ -107,13 +107,12 @@ func run(ctx context.Context, getenv func(string) string, log *slog.Logger, read
 		IdleTimeout:       120 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	sigCtx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	log.Info("opentrack listening", slog.String("addr", ln.Addr().String()), slog.Any("integrations", names))
 	if ready != nil {
 		ready <- ln.Addr().String()
 	}
-
-	sigCtx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	select {
