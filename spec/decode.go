@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 )
 
@@ -27,10 +28,19 @@ func Decode(data []byte, typ Type) (Event, error) {
 	if err != nil {
 		return nil, err
 	}
+	e, err := fromFields(fields, typ)
+	if e != nil {
+		e.Fields().size = len(data)
+	}
+	return e, err
+}
+
+// fromFields builds an event from a decoded JSON object; see Decode.
+func fromFields(fields map[string]any, typ Type) (Event, error) {
 	var d decoder
 	if typ == "" {
-		if raw, ok := fields["type"]; ok {
-			typ = Type(d.str(raw, "type"))
+		if v, ok := fields["type"]; ok {
+			typ = Type(d.str(v, "type"))
 		}
 		if d.errs != nil {
 			return nil, d.result()
@@ -44,48 +54,52 @@ func Decode(data []byte, typ Type) (Event, error) {
 		return nil, &ValidationError{Fields: []FieldError{{Field: "type", Rule: "in", Message: fmt.Sprintf("must be one of track, identify, page, screen, group, alias; got %q", typ)}}}
 	}
 	c := e.Fields()
-	c.size = len(data)
-	for k, raw := range fields {
-		if d.common(c, k, raw) {
+	for k, v := range fields {
+		if d.common(c, k, v) {
 			continue
 		}
 		switch ev := e.(type) {
 		case *Track:
 			switch k {
 			case "event":
-				ev.Event = d.str(raw, k)
+				ev.Event = d.str(v, k)
 				continue
 			case "properties":
-				ev.Properties = d.object(raw, k)
+				ev.Properties = d.object(v, k)
 				continue
 			}
 		case *Identify:
 			if k == "traits" {
-				ev.Traits = d.object(raw, k)
+				ev.Traits = d.object(v, k)
 				continue
 			}
 		case *Page:
-			if d.view(&ev.Name, &ev.Category, &ev.Properties, k, raw) {
+			if d.view(&ev.Name, &ev.Category, &ev.Properties, k, v) {
 				continue
 			}
 		case *Screen:
-			if d.view(&ev.Name, &ev.Category, &ev.Properties, k, raw) {
+			if d.view(&ev.Name, &ev.Category, &ev.Properties, k, v) {
 				continue
 			}
 		case *Group:
 			switch k {
 			case "groupId":
-				ev.GroupID = d.id(raw, k)
+				ev.GroupID = d.id(v, k)
 				continue
 			case "traits":
-				ev.Traits = d.object(raw, k)
+				ev.Traits = d.object(v, k)
 				continue
 			}
 		case *Alias:
 			if k == "previousId" {
-				ev.PreviousID = d.id(raw, k)
+				ev.PreviousID = d.id(v, k)
 				continue
 			}
+		}
+		raw, err := json.Marshal(v)
+		if err != nil {
+			d.add(k, "type", "must be valid JSON")
+			continue
 		}
 		if c.Extra == nil {
 			c.Extra = make(map[string][]byte)
@@ -118,29 +132,38 @@ type Batch struct {
 // [*ValidationError]; the envelope is then returned too, with the fields that
 // could be read (so a caller can still check its writeKey).
 func DecodeBatch(data []byte) (*Batch, error) {
-	fields, err := objectFields(data)
-	if err != nil {
-		return nil, err
+	data = bytes.TrimSpace(data)
+	if len(data) == 0 || data[0] != '{' {
+		return nil, ErrNotObject
+	}
+	var env struct {
+		Batch        json.RawMessage `json:"batch"`
+		WriteKey     json.RawMessage `json:"writeKey"`
+		SentAt       json.RawMessage `json:"sentAt"`
+		Context      json.RawMessage `json:"context"`
+		Integrations json.RawMessage `json:"integrations"`
+	}
+	if err := json.Unmarshal(data, &env); err != nil {
+		return nil, fmt.Errorf("spec: invalid JSON: %w", err)
 	}
 	var d decoder
 	b := &Batch{}
-	raw, ok := fields["batch"]
-	if !ok || isNull(raw) {
+	if len(env.Batch) == 0 || isNull(env.Batch) {
 		d.add("batch", "required", "cannot be blank")
-	} else if err := json.Unmarshal(raw, &b.Batch); err != nil {
+	} else if env.Batch[0] != '[' || json.Unmarshal(env.Batch, &b.Batch) != nil {
 		d.add("batch", "type", "must be an array of events")
 	}
-	if raw, ok := fields["writeKey"]; ok {
-		b.WriteKey = d.str(raw, "writeKey")
+	if v, ok := d.rawValue(env.WriteKey, "writeKey"); ok {
+		b.WriteKey = d.str(v, "writeKey")
 	}
-	if raw, ok := fields["sentAt"]; ok {
-		b.SentAt = d.time(raw, "sentAt")
+	if v, ok := d.rawValue(env.SentAt, "sentAt"); ok {
+		b.SentAt = d.time(v, "sentAt")
 	}
-	if raw, ok := fields["context"]; ok {
-		b.Context = d.object(raw, "context")
+	if v, ok := d.rawValue(env.Context, "context"); ok {
+		b.Context = d.object(v, "context")
 	}
-	if raw, ok := fields["integrations"]; ok {
-		b.Integrations = d.object(raw, "integrations")
+	if v, ok := d.rawValue(env.Integrations, "integrations"); ok {
+		b.Integrations = d.object(v, "integrations")
 	}
 	if d.errs != nil {
 		return b, d.result()
@@ -176,13 +199,26 @@ func mergeUnder(own, base map[string]any) map[string]any {
 	return out
 }
 
-func objectFields(data []byte) (map[string]json.RawMessage, error) {
+// objectFields decodes a JSON object in one pass, numbers as json.Number.
+func objectFields(data []byte) (map[string]any, error) {
 	data = bytes.TrimSpace(data)
 	if len(data) == 0 || data[0] != '{' {
 		return nil, ErrNotObject
 	}
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(data, &fields); err != nil {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	var fields map[string]any
+	err := dec.Decode(&fields)
+	if err == nil {
+		if _, tokErr := dec.Token(); tokErr != io.EOF {
+			err = errors.New("data after the object")
+		}
+	}
+	if err != nil {
+		// Unmarshal names the syntax error and its offset.
+		if uerr := json.Unmarshal(data, new(any)); uerr != nil {
+			err = uerr
+		}
 		return nil, fmt.Errorf("spec: invalid JSON: %w", err)
 	}
 	return fields, nil
@@ -190,7 +226,8 @@ func objectFields(data []byte) (map[string]json.RawMessage, error) {
 
 func isNull(raw []byte) bool { return string(raw) == "null" }
 
-// decoder decodes known fields and collects type errors.
+// decoder reads known fields from decoded JSON values and collects type
+// errors.
 type decoder struct {
 	errs []FieldError
 }
@@ -208,130 +245,120 @@ func (d *decoder) result() error {
 	return ve
 }
 
+// rawValue decodes a raw JSON value of the batch envelope; ok is false when
+// it is absent.
+func (d *decoder) rawValue(raw json.RawMessage, field string) (any, bool) {
+	if len(raw) == 0 {
+		return nil, false
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		d.add(field, "type", "must be valid JSON")
+		return nil, false
+	}
+	return v, true
+}
+
 // common decodes k into c if it is one of the shared fields.
-func (d *decoder) common(c *Common, k string, raw []byte) bool {
+func (d *decoder) common(c *Common, k string, v any) bool {
 	switch k {
 	case "type":
 		// Decided before; a route's type overrides the body's.
 	case "messageId":
-		c.MessageID = d.id(raw, k)
+		c.MessageID = d.id(v, k)
 	case "userId":
-		c.UserID = d.id(raw, k)
+		c.UserID = d.id(v, k)
 	case "anonymousId":
-		c.AnonymousID = d.id(raw, k)
+		c.AnonymousID = d.id(v, k)
 	case "timestamp":
-		c.Timestamp = d.time(raw, k)
+		c.Timestamp = d.time(v, k)
 	case "originalTimestamp":
-		c.OriginalTimestamp = d.time(raw, k)
+		c.OriginalTimestamp = d.time(v, k)
 	case "sentAt":
-		c.SentAt = d.time(raw, k)
+		c.SentAt = d.time(v, k)
 	case "receivedAt":
 		// Set by the collector; a sender's value is not trusted.
 	case "context":
-		c.Context = d.object(raw, k)
+		c.Context = d.object(v, k)
 	case "integrations":
-		c.Integrations = d.object(raw, k)
+		c.Integrations = d.object(v, k)
 	case "channel":
-		c.Channel = d.str(raw, k)
+		c.Channel = d.str(v, k)
 	case "version":
-		if !isNull(raw) {
-			c.Version = d.any(raw, k)
-		}
+		c.Version = v
 	case "writeKey":
-		c.WriteKey = d.str(raw, k)
+		c.WriteKey = d.str(v, k)
 	default:
 		return false
 	}
 	return true
 }
 
-func (d *decoder) view(name, category *string, props *map[string]any, k string, raw []byte) bool {
+func (d *decoder) view(name, category *string, props *map[string]any, k string, v any) bool {
 	switch k {
 	case "name":
-		*name = d.str(raw, k)
+		*name = d.str(v, k)
 	case "category":
-		*category = d.str(raw, k)
+		*category = d.str(v, k)
 	case "properties":
-		*props = d.object(raw, k)
+		*props = d.object(v, k)
 	default:
 		return false
 	}
 	return true
 }
 
-func (d *decoder) str(raw []byte, field string) string {
-	if isNull(raw) {
+func (d *decoder) str(v any, field string) string {
+	switch v := v.(type) {
+	case nil:
 		return ""
+	case string:
+		return v
 	}
-	var s string
-	if len(raw) == 0 || raw[0] != '"' || json.Unmarshal(raw, &s) != nil {
-		d.add(field, "type", "must be a string")
-	}
-	return s
+	d.add(field, "type", "must be a string")
+	return ""
 }
 
 // id decodes an identifier: a JSON string, or a number kept as its digits.
-func (d *decoder) id(raw []byte, field string) string {
-	if isNull(raw) {
+func (d *decoder) id(v any, field string) string {
+	switch v := v.(type) {
+	case nil:
 		return ""
-	}
-	if len(raw) > 0 && raw[0] == '"' {
-		var s string
-		if json.Unmarshal(raw, &s) == nil {
-			return s
-		}
-	} else if len(raw) > 0 && (raw[0] == '-' || raw[0] >= '0' && raw[0] <= '9') {
-		var n json.Number
-		if json.Unmarshal(raw, &n) == nil {
-			return n.String()
-		}
+	case string:
+		return v
+	case json.Number:
+		return v.String()
 	}
 	d.add(field, "type", "must be a string or a number")
 	return ""
 }
 
-func (d *decoder) time(raw []byte, field string) time.Time {
-	if isNull(raw) {
+func (d *decoder) time(v any, field string) time.Time {
+	switch v := v.(type) {
+	case nil:
 		return time.Time{}
+	case string:
+		t, err := ParseTime(v)
+		if err != nil {
+			d.add(field, "format", "must be an RFC 3339 timestamp")
+		}
+		return t
 	}
-	var s string
-	if len(raw) == 0 || raw[0] != '"' || json.Unmarshal(raw, &s) != nil {
-		d.add(field, "type", "must be an RFC 3339 timestamp string")
-		return time.Time{}
-	}
-	t, err := ParseTime(s)
-	if err != nil {
-		d.add(field, "format", "must be an RFC 3339 timestamp")
-	}
-	return t
+	d.add(field, "type", "must be an RFC 3339 timestamp string")
+	return time.Time{}
 }
 
-func (d *decoder) object(raw []byte, field string) map[string]any {
-	if isNull(raw) {
+func (d *decoder) object(v any, field string) map[string]any {
+	switch v := v.(type) {
+	case nil:
 		return nil
+	case map[string]any:
+		return v
 	}
-	if len(raw) == 0 || raw[0] != '{' {
-		d.add(field, "type", "must be an object")
-		return nil
-	}
-	var m map[string]any
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	if err := dec.Decode(&m); err != nil {
-		d.add(field, "type", "must be an object")
-		return nil
-	}
-	return m
-}
-
-func (d *decoder) any(raw []byte, field string) any {
-	var v any
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	if err := dec.Decode(&v); err != nil {
-		d.add(field, "type", "must be valid JSON")
-	}
-	return v
+	d.add(field, "type", "must be an object")
+	return nil
 }
 
 // timeLayouts are the timestamp forms accepted: RFC 3339 (any offset, any

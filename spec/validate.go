@@ -60,53 +60,62 @@ func maxLen(n int) validation.Rule {
 	return validation.RuneLength(0, n).ErrorObject(errLength.SetParams(map[string]any{"max": n}))
 }
 
-// identity returns the rules for userId and anonymousId: at least one of them,
-// each no longer than MaxIDLength.
-func (c *Common) rules(needIdentity bool) []*validation.FieldRules {
+// The rules are built once; they hold no state.
+var (
+	idLength         = maxLen(MaxIDLength)
+	eventNameLength  = maxLen(MaxEventNameLength)
+	identityRequired = validation.Required.ErrorObject(errIdentity)
+)
+
+// commonErrors checks the shared fields: messageId's length and, when
+// needIdentity, userId or anonymousId. Fields are checked one by one with
+// validation.Validate, which needs no reflection over the struct, and
+// gathered in validation.Errors keyed by their JSON names.
+func (c *Common) commonErrors(needIdentity bool) validation.Errors {
 	noID := needIdentity && c.UserID == "" && c.AnonymousID == ""
-	return []*validation.FieldRules{
-		validation.Field(&c.MessageID, maxLen(MaxIDLength)),
-		validation.Field(&c.UserID, validation.When(noID, validation.Required.ErrorObject(errIdentity)), maxLen(MaxIDLength)),
-		validation.Field(&c.AnonymousID, validation.When(noID, validation.Required.ErrorObject(errIdentity)), maxLen(MaxIDLength)),
+	return validation.Errors{
+		"messageId":   validation.Validate(c.MessageID, idLength),
+		"userId":      validation.Validate(c.UserID, validation.When(noID, identityRequired), idLength),
+		"anonymousId": validation.Validate(c.AnonymousID, validation.When(noID, identityRequired), idLength),
 	}
 }
 
 // Validate checks the track rules: userId or anonymousId, and an event name
 // of 1 to MaxEventNameLength characters.
 func (t *Track) Validate() error {
-	return finish(validation.ValidateStruct(t, append(t.rules(true),
-		validation.Field(&t.Event, validation.Required, maxLen(MaxEventNameLength)),
-	)...))
+	errs := t.commonErrors(true)
+	errs["event"] = validation.Validate(t.Event, validation.Required, eventNameLength)
+	return finish(errs.Filter())
 }
 
 // Validate checks the identify rules: userId or anonymousId.
 func (i *Identify) Validate() error {
-	return finish(validation.ValidateStruct(i, i.rules(true)...))
+	return finish(i.commonErrors(true).Filter())
 }
 
 // Validate checks the page rules: userId or anonymousId.
 func (p *Page) Validate() error {
-	return finish(validation.ValidateStruct(p, p.rules(true)...))
+	return finish(p.commonErrors(true).Filter())
 }
 
 // Validate checks the screen rules: userId or anonymousId.
 func (s *Screen) Validate() error {
-	return finish(validation.ValidateStruct(s, s.rules(true)...))
+	return finish(s.commonErrors(true).Filter())
 }
 
 // Validate checks the group rules: userId or anonymousId, and a groupId.
 func (g *Group) Validate() error {
-	return finish(validation.ValidateStruct(g, append(g.rules(true),
-		validation.Field(&g.GroupID, validation.Required, maxLen(MaxIDLength)),
-	)...))
+	errs := g.commonErrors(true)
+	errs["groupId"] = validation.Validate(g.GroupID, validation.Required, idLength)
+	return finish(errs.Filter())
 }
 
 // Validate checks the alias rules: userId and previousId.
 func (a *Alias) Validate() error {
-	return finish(validation.ValidateStruct(a, append(a.rules(false),
-		validation.Field(&a.UserID, validation.Required),
-		validation.Field(&a.PreviousID, validation.Required, maxLen(MaxIDLength)),
-	)...))
+	errs := a.commonErrors(false)
+	errs["userId"] = validation.Validate(a.UserID, validation.Required, idLength)
+	errs["previousId"] = validation.Validate(a.PreviousID, validation.Required, idLength)
+	return finish(errs.Filter())
 }
 
 // finish turns the errors of invopop/validation into a *ValidationError
