@@ -9,7 +9,8 @@
 //	SHUTDOWN_TIMEOUT       how long SIGINT/SIGTERM may take to deliver what was
 //	                       accepted (default 30s)
 //
-// It serves the Segment API at /v1, GET /healthz and GET /stats. On SIGINT or
+// It serves the Segment API at /v1, GET /healthz, GET /stats (the delivery
+// counters as JSON) and GET /metrics (the same in Prometheus text format). On SIGINT or
 // SIGTERM it stops accepting, delivers everything it accepted, and exits 0.
 package main
 
@@ -18,6 +19,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -95,6 +97,10 @@ func run(ctx context.Context, getenv func(string) string, log *slog.Logger, read
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(m.Stats())
 	})
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+		writeMetrics(w, m.Stats())
+	})
 
 	ln, err := net.Listen("tcp", ":"+port)
 	if err != nil {
@@ -164,4 +170,22 @@ func splitList(v string) []string {
 		}
 	}
 	return out
+}
+
+// writeMetrics writes the delivery counters in the Prometheus text format.
+func writeMetrics(w io.Writer, stats []opentrack.Stats) {
+	metric := func(name, kind, help string, value func(opentrack.Stats) float64) {
+		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, kind)
+		for _, s := range stats {
+			fmt.Fprintf(w, "%s{integration=%q} %g\n", name, s.Integration, value(s))
+		}
+	}
+	metric("opentrack_events_accepted_total", "counter", "Events enqueued for the integration.", func(s opentrack.Stats) float64 { return float64(s.Accepted) })
+	metric("opentrack_events_delivered_total", "counter", "Events the integration took.", func(s opentrack.Stats) float64 { return float64(s.Delivered) })
+	metric("opentrack_events_retried_total", "counter", "Retry attempts.", func(s opentrack.Stats) float64 { return float64(s.Retried) })
+	metric("opentrack_events_failed_total", "counter", "Events given up on and reported.", func(s opentrack.Stats) float64 { return float64(s.Failed) })
+	metric("opentrack_events_deduplicated_total", "counter", "Replays of an accepted messageId not enqueued again.", func(s opentrack.Stats) float64 { return float64(s.Deduplicated) })
+	metric("opentrack_integration_panics_total", "counter", "Calls that panicked.", func(s opentrack.Stats) float64 { return float64(s.Panics) })
+	metric("opentrack_events_queued", "gauge", "Accepted events not yet delivered or failed.", func(s opentrack.Stats) float64 { return float64(s.Queued) })
+	metric("opentrack_oldest_queued_seconds", "gauge", "Age of the oldest queued event.", func(s opentrack.Stats) float64 { return s.OldestAge.Seconds() })
 }
