@@ -28,11 +28,11 @@ func Example_customIntegration() {
 
 	res, _ := http.Post(srv.URL+"/v1/track", "application/json",
 		strings.NewReader(`{"userId":"u1","event":"Signed Up"}`))
+	_ = m.Shutdown(context.Background()) // delivers before it returns
 	fmt.Println(res.Status)
-	_ = m.Shutdown(context.Background())
 	// Output:
-	// 200 OK
 	// u1 did "Signed Up"
+	// 200 OK
 }
 
 // Shutdown delivers everything accepted before it returns.
