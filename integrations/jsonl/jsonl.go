@@ -3,7 +3,9 @@
 // JSON Lines format that warehouses and tools like jq and DuckDB load as is.
 //
 // Lines are buffered and written through when a batch ends, on Flush and on
-// Close. The Manager hands the integration batches, so a busy collector
+// Close. A write error fails the batch, which the Manager retries; the lines
+// of a batch that failed half-way may then appear twice, with the same
+// messageId. The Manager hands the integration batches, so a busy collector
 // makes one write per batch, not per event.
 //
 //	sink, err := jsonl.Open("events.jsonl")
@@ -84,6 +86,9 @@ func (in *Integration) Delivery() opentrack.Delivery {
 
 // Batch writes one line per event and flushes the buffer to the writer.
 func (in *Integration) Batch(ctx context.Context, events []spec.Event) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	if in.closed {
@@ -96,6 +101,7 @@ func (in *Integration) Batch(ctx context.Context, events []spec.Event) error {
 		}
 	}
 	if err := in.w.Flush(); err != nil {
+		in.w.Reset(in.under) // bufio keeps a write error forever; the Manager retries the batch
 		return fmt.Errorf("jsonl: write: %w", err)
 	}
 	return be.Err()
@@ -108,12 +114,16 @@ func (in *Integration) writeLocked(e spec.Event) error {
 	}
 	in.buf = append(append(in.buf[:0], b...), '\n')
 	if _, err := in.w.Write(in.buf); err != nil {
+		in.w.Reset(in.under)
 		return fmt.Errorf("jsonl: write: %w", err)
 	}
 	return nil
 }
 
-func (in *Integration) write(e spec.Event) error {
+func (in *Integration) write(ctx context.Context, e spec.Event) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	if in.closed {
@@ -123,22 +133,34 @@ func (in *Integration) write(e spec.Event) error {
 }
 
 // Track writes e as a line.
-func (in *Integration) Track(_ context.Context, e *spec.Track) error { return in.write(e) }
+func (in *Integration) Track(ctx context.Context, e *spec.Track) error {
+	return in.write(ctx, e)
+}
 
 // Identify writes e as a line.
-func (in *Integration) Identify(_ context.Context, e *spec.Identify) error { return in.write(e) }
+func (in *Integration) Identify(ctx context.Context, e *spec.Identify) error {
+	return in.write(ctx, e)
+}
 
 // Page writes e as a line.
-func (in *Integration) Page(_ context.Context, e *spec.Page) error { return in.write(e) }
+func (in *Integration) Page(ctx context.Context, e *spec.Page) error {
+	return in.write(ctx, e)
+}
 
 // Screen writes e as a line.
-func (in *Integration) Screen(_ context.Context, e *spec.Screen) error { return in.write(e) }
+func (in *Integration) Screen(ctx context.Context, e *spec.Screen) error {
+	return in.write(ctx, e)
+}
 
 // Group writes e as a line.
-func (in *Integration) Group(_ context.Context, e *spec.Group) error { return in.write(e) }
+func (in *Integration) Group(ctx context.Context, e *spec.Group) error {
+	return in.write(ctx, e)
+}
 
 // Alias writes e as a line.
-func (in *Integration) Alias(_ context.Context, e *spec.Alias) error { return in.write(e) }
+func (in *Integration) Alias(ctx context.Context, e *spec.Alias) error {
+	return in.write(ctx, e)
+}
 
 // Flush writes buffered lines through to the writer, and syncs a file opened
 // with Open.
@@ -153,6 +175,7 @@ func (in *Integration) Flush(context.Context) error {
 
 func (in *Integration) flushLocked() error {
 	if err := in.w.Flush(); err != nil {
+		in.w.Reset(in.under)
 		return fmt.Errorf("jsonl: flush: %w", err)
 	}
 	if in.sync != nil {

@@ -1,0 +1,116 @@
+package jsonl_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/opentrackhq/opentrack/integrations/jsonl"
+	"github.com/opentrackhq/opentrack/integrationtest"
+	"github.com/opentrackhq/opentrack/spec"
+
+	"github.com/opentrackhq/opentrack"
+)
+
+// flakyWriter is the harness's backend: a buffer whose next writes can fail.
+type flakyWriter struct {
+	mu   sync.Mutex
+	buf  bytes.Buffer
+	fail int
+}
+
+func (w *flakyWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.fail > 0 {
+		w.fail--
+		return 0, errors.New("disk full")
+	}
+	return w.buf.Write(p)
+}
+
+type harness struct{ w *flakyWriter }
+
+func (h *harness) New(t *testing.T) opentrack.Integration {
+	h.w = &flakyWriter{}
+	return jsonl.New(h.w)
+}
+
+func (h *harness) Received(t *testing.T) map[spec.Type]int {
+	h.w.mu.Lock()
+	defer h.w.mu.Unlock()
+	out := map[spec.Type]int{}
+	sc := bufio.NewScanner(bytes.NewReader(h.w.buf.Bytes()))
+	for sc.Scan() {
+		e, err := spec.Decode(sc.Bytes(), "")
+		if err != nil {
+			t.Fatalf("line %q: %v", sc.Text(), err)
+		}
+		out[e.Fields().Type]++
+	}
+	return out
+}
+
+func (h *harness) FailNext(t *testing.T, n int, permanent bool) bool {
+	if permanent {
+		return false // a file has no permanent failures
+	}
+	h.w.mu.Lock()
+	defer h.w.mu.Unlock()
+	h.w.fail = n
+	return true
+}
+
+func (h *harness) Types() []spec.Type {
+	return []spec.Type{spec.TypeTrack, spec.TypeIdentify, spec.TypePage, spec.TypeScreen, spec.TypeGroup, spec.TypeAlias}
+}
+
+func TestConformance(t *testing.T) {
+	integrationtest.Run(t, &harness{})
+}
+
+func TestLinesAreSegmentJSON(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "events.jsonl")
+	sink, err := jsonl.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	events := integrationtest.Events("line")
+	events[0].Fields().Extra = map[string][]byte{"custom": []byte(`{"kept":true}`)}
+	if err := sink.Batch(context.Background(), events); err != nil {
+		t.Fatal(err)
+	}
+	if err := sink.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := sink.Track(context.Background(), events[0].(*spec.Track)); !errors.Is(err, jsonl.ErrClosed) || !opentrack.IsPermanent(err) {
+		t.Errorf("Track after Close = %v, want a permanent ErrClosed", err)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")
+	if len(lines) != len(events) {
+		t.Fatalf("%d lines, want %d", len(lines), len(events))
+	}
+	var first map[string]any
+	if err := json.Unmarshal([]byte(lines[0]), &first); err != nil {
+		t.Fatal(err)
+	}
+	for k, want := range map[string]any{"type": "track", "messageId": "line-0", "event": "Order Completed",
+		"receivedAt": "2026-11-26T10:00:00Z", "timestamp": "2026-11-26T10:00:00Z", "custom": map[string]any{"kept": true}} {
+		got, _ := json.Marshal(first[k])
+		exp, _ := json.Marshal(want)
+		if string(got) != string(exp) {
+			t.Errorf("line field %s = %s, want %s", k, got, exp)
+		}
+	}
+}
