@@ -8,6 +8,8 @@
 //	                       integration is configured the sink is on, on stdout
 //	SHUTDOWN_TIMEOUT       how long SIGINT/SIGTERM may take to deliver what was
 //	                       accepted (default 30s)
+//	CUSTOMERIO_SITE_ID, CUSTOMERIO_API_KEY, CUSTOMERIO_REGION, CUSTOMERIO_TRACK_URL
+//	                       Customer.io; see integrations/customerio
 //
 // It serves the Segment API at /v1, GET /healthz, GET /stats (the delivery
 // counters as JSON) and GET /metrics (the same in Prometheus text format). On SIGINT or
@@ -30,6 +32,7 @@ import (
 	"time"
 
 	"github.com/opentrackhq/opentrack"
+	"github.com/opentrackhq/opentrack/integrations/customerio"
 	"github.com/opentrackhq/opentrack/integrations/jsonl"
 )
 
@@ -148,6 +151,13 @@ func run(ctx context.Context, getenv func(string) string, log *slog.Logger, read
 // sink is on when OPENTRACK_FILE is set, or when nothing else is.
 func fromEnv(ctx context.Context, getenv func(string) string) ([]opentrack.Integration, error) {
 	var list []opentrack.Integration
+	cio, err := customerio.FromEnv(ctx, getenv)
+	if err != nil {
+		return nil, err
+	}
+	if cio != nil {
+		list = append(list, cio)
+	}
 	path := getenv("OPENTRACK_FILE")
 	if path == "" && len(list) == 0 {
 		path = "-"
