@@ -21,7 +21,8 @@ var ErrNotObject = errors.New("spec: body is not a JSON object")
 // as [json.Number], so they keep every digit.
 //
 // Decode checks JSON types only. A field of the wrong type is reported in a
-// [*ValidationError]; call the event's Validate method for the call's rules.
+// [*ValidationError], returned with the event as far as it could be read;
+// call the event's Validate method for the call's rules.
 // Malformed JSON yields an error wrapping [ErrNotObject] or the json error.
 func Decode(data []byte, typ Type) (Event, error) {
 	fields, err := objectFields(data)
@@ -132,7 +133,7 @@ type Batch struct {
 // [*ValidationError]; the envelope is then returned too, with the fields that
 // could be read (so a caller can still check its writeKey).
 func DecodeBatch(data []byte) (*Batch, error) {
-	data = bytes.TrimSpace(data)
+	data = bytes.Trim(data, jsonSpace)
 	if len(data) == 0 || data[0] != '{' {
 		return nil, ErrNotObject
 	}
@@ -199,9 +200,12 @@ func mergeUnder(own, base map[string]any) map[string]any {
 	return out
 }
 
+// jsonSpace is the whitespace JSON allows around a value.
+const jsonSpace = " \t\r\n"
+
 // objectFields decodes a JSON object in one pass, numbers as json.Number.
 func objectFields(data []byte) (map[string]any, error) {
-	data = bytes.TrimSpace(data)
+	data = bytes.Trim(data, jsonSpace)
 	if len(data) == 0 || data[0] != '{' {
 		return nil, ErrNotObject
 	}
@@ -376,6 +380,11 @@ func ParseTime(s string) (time.Time, error) {
 	for _, layout := range timeLayouts {
 		var t time.Time
 		if t, err = time.Parse(layout, s); err == nil {
+			// time.Parse accepts offsets up to +24:00 (and +23:60), which
+			// time.Time.MarshalJSON refuses to write.
+			if _, off := t.Zone(); off <= -24*60*60 || off >= 24*60*60 {
+				return time.Time{}, fmt.Errorf("spec: parsing time %q: time zone offset out of range", s)
+			}
 			return t, nil
 		}
 	}

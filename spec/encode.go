@@ -6,60 +6,60 @@ import (
 	"slices"
 )
 
-// knownFields are the top-level names MarshalJSON writes itself; Extra keys
-// with these names are skipped so the output never holds a key twice.
+// knownFields are the top-level names of Common, which MarshalJSON writes
+// itself; Extra keys with these names, or with the names of the event type's
+// own fields, are skipped so the output never holds a key twice. A name
+// another type uses ("name" on a track) is an unknown field like any other.
 var knownFields = map[string]bool{
 	"type": true, "messageId": true, "userId": true, "anonymousId": true,
 	"timestamp": true, "originalTimestamp": true, "sentAt": true, "receivedAt": true,
 	"context": true, "integrations": true, "channel": true, "version": true, "writeKey": true,
-	"event": true, "properties": true, "traits": true, "name": true, "category": true,
-	"groupId": true, "previousId": true,
 }
 
 // MarshalJSON writes t as Segment JSON, including the fields in Extra.
 func (t *Track) MarshalJSON() ([]byte, error) {
 	type plain Track
-	return marshal((*plain)(t), &t.Common)
+	return marshal((*plain)(t), &t.Common, "event", "properties")
 }
 
 // MarshalJSON writes i as Segment JSON, including the fields in Extra.
 func (i *Identify) MarshalJSON() ([]byte, error) {
 	type plain Identify
-	return marshal((*plain)(i), &i.Common)
+	return marshal((*plain)(i), &i.Common, "traits")
 }
 
 // MarshalJSON writes p as Segment JSON, including the fields in Extra.
 func (p *Page) MarshalJSON() ([]byte, error) {
 	type plain Page
-	return marshal((*plain)(p), &p.Common)
+	return marshal((*plain)(p), &p.Common, "name", "category", "properties")
 }
 
 // MarshalJSON writes s as Segment JSON, including the fields in Extra.
 func (s *Screen) MarshalJSON() ([]byte, error) {
 	type plain Screen
-	return marshal((*plain)(s), &s.Common)
+	return marshal((*plain)(s), &s.Common, "name", "category", "properties")
 }
 
 // MarshalJSON writes g as Segment JSON, including the fields in Extra.
 func (g *Group) MarshalJSON() ([]byte, error) {
 	type plain Group
-	return marshal((*plain)(g), &g.Common)
+	return marshal((*plain)(g), &g.Common, "groupId", "traits")
 }
 
 // MarshalJSON writes a as Segment JSON, including the fields in Extra.
 func (a *Alias) MarshalJSON() ([]byte, error) {
 	type plain Alias
-	return marshal((*plain)(a), &a.Common)
+	return marshal((*plain)(a), &a.Common, "previousId")
 }
 
-func marshal(v any, c *Common) ([]byte, error) {
+func marshal(v any, c *Common, own ...string) ([]byte, error) {
 	b, err := json.Marshal(v)
 	if err != nil || len(c.Extra) == 0 {
 		return b, err
 	}
 	keys := make([]string, 0, len(c.Extra))
 	for k := range c.Extra {
-		if !knownFields[k] {
+		if !knownFields[k] && !slices.Contains(own, k) {
 			keys = append(keys, k)
 		}
 	}

@@ -14,7 +14,8 @@ import (
 //   - Timestamp is corrected for the device's clock skew when the sender gave
 //     sentAt: receivedAt - (sentAt - originalTimestamp). Without sentAt it is
 //     the sender's time, and without that, receivedAt;
-//   - context.ip is set to ip when the context has none and ip is not empty.
+//   - context.ip is set to ip when the context has none (or null) and ip is
+//     not empty.
 func Enrich(e Event, receivedAt time.Time, ip string) {
 	c := e.Fields()
 	if c.MessageID == "" {
@@ -33,7 +34,7 @@ func Enrich(e Event, receivedAt time.Time, ip string) {
 		c.Timestamp = c.OriginalTimestamp
 	}
 	if ip != "" {
-		if _, ok := c.Context["ip"]; !ok {
+		if v, ok := c.Context["ip"]; !ok || v == nil {
 			if c.Context == nil {
 				c.Context = make(map[string]any, 1)
 			}

@@ -16,7 +16,8 @@ type FieldError struct {
 	// reports the item's index separately.
 	Field string `json:"field"`
 	// Rule names the rule that failed: "required", "type", "format",
-	// "length", "identity", "in".
+	// "length", "identity", "in", "size" (a batch item over the size
+	// limit), or "invalid" for a rule without a name.
 	Rule string `json:"rule"`
 	// Message says what the rule expects, in English.
 	Message string `json:"message"`

@@ -1,0 +1,273 @@
+package spec
+
+import (
+	"encoding/json"
+	"reflect"
+	"testing"
+	"time"
+)
+
+func TestDecodeBatchSDKPayloads(t *testing.T) {
+	tests := []struct {
+		file     string
+		items    int
+		writeKey string
+		sentAt   string
+		context  map[string]any
+		types    []Type
+	}{
+		{
+			file: "batch_go.json", items: 3, sentAt: "2026-11-26T09:48:51.202905006Z",
+			context: map[string]any{"library": map[string]any{"name": "analytics-go", "version": "3.0.0"}},
+			types:   []Type{TypeTrack, TypeIdentify, TypePage},
+		},
+		{
+			file: "batch_node.json", items: 2, writeKey: "WK", sentAt: "2026-11-26T09:49:28.680Z",
+			types: []Type{TypeTrack, TypeIdentify},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.file, func(t *testing.T) {
+			b, err := DecodeBatch(readTestdata(t, tt.file))
+			if err != nil {
+				t.Fatalf("DecodeBatch: %v", err)
+			}
+			if len(b.Batch) != tt.items {
+				t.Fatalf("len(Batch) = %d, want %d", len(b.Batch), tt.items)
+			}
+			if b.WriteKey != tt.writeKey {
+				t.Errorf("WriteKey = %q, want %q", b.WriteKey, tt.writeKey)
+			}
+			assertSameTime(t, "SentAt", b.SentAt, mustTime(tt.sentAt))
+			if !reflect.DeepEqual(b.Context, tt.context) {
+				t.Errorf("Context = %#v, want %#v", b.Context, tt.context)
+			}
+			received := mustTime("2026-11-26T09:50:00Z")
+			for i, raw := range b.Batch {
+				e, err := Decode(raw, "")
+				if err != nil {
+					t.Fatalf("item %d: %v", i, err)
+				}
+				if e.Fields().Type != tt.types[i] {
+					t.Errorf("item %d: type %q, want %q", i, e.Fields().Type, tt.types[i])
+				}
+				b.Merge(e)
+				Enrich(e, received, "203.0.113.7")
+				if err := e.Validate(); err != nil {
+					t.Errorf("item %d: Validate: %v", i, err)
+				}
+				c := e.Fields()
+				assertSameTime(t, "item sentAt", c.SentAt, b.SentAt)
+				// The batch's sentAt drives the clock-skew correction.
+				want := received.Add(-b.SentAt.Sub(c.OriginalTimestamp))
+				assertSameTime(t, "item timestamp", c.Timestamp, want)
+				lib, _ := c.Context["library"].(map[string]any)
+				if lib["name"] == nil {
+					t.Errorf("item %d: context.library missing after Merge: %v", i, c.Context)
+				}
+			}
+		})
+	}
+}
+
+func TestDecodeBatchEnvelope(t *testing.T) {
+	tests := []struct {
+		name     string
+		body     string
+		want     []string // field/rule; nil for no error
+		items    int
+		writeKey string
+	}{
+		{"empty batch", `{"batch":[]}`, nil, 0, ""},
+		{"items of any JSON kind", `{"batch":[{"type":"track"},1,null]}`, nil, 3, ""},
+		{"writeKey read", `{"batch":[{}],"writeKey":"WK"}`, nil, 1, "WK"},
+		{"missing batch", `{"writeKey":"WK"}`, []string{"batch/required"}, 0, "WK"},
+		{"null batch", `{"batch":null,"writeKey":"WK"}`, []string{"batch/required"}, 0, "WK"},
+		{"batch is an object", `{"batch":{"type":"track"},"writeKey":"WK"}`, []string{"batch/type"}, 0, "WK"},
+		{"batch is a string", `{"batch":"[]","writeKey":"WK"}`, []string{"batch/type"}, 0, "WK"},
+		{"writeKey is a number", `{"batch":[],"writeKey":12}`, []string{"writeKey/type"}, 0, ""},
+		{"sentAt is not a time", `{"batch":[],"writeKey":"WK","sentAt":"now"}`, []string{"sentAt/format"}, 0, "WK"},
+		{"sentAt is a number", `{"batch":[],"sentAt":1}`, []string{"sentAt/type"}, 0, ""},
+		{"context is an array", `{"batch":[],"context":[]}`, []string{"context/type"}, 0, ""},
+		{"integrations is a string", `{"batch":[],"integrations":"All"}`, []string{"integrations/type"}, 0, ""},
+		{
+			"everything wrong, writeKey still read",
+			`{"batch":5,"writeKey":"WK","sentAt":true,"context":"c","integrations":[]}`,
+			[]string{"batch/type", "context/type", "integrations/type", "sentAt/type"}, 0, "WK",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b, err := DecodeBatch([]byte(tt.body))
+			if b == nil {
+				t.Fatalf("DecodeBatch returned no envelope (error %v)", err)
+			}
+			if tt.want == nil {
+				if err != nil {
+					t.Fatalf("DecodeBatch: %v", err)
+				}
+			} else {
+				assertFieldRules(t, err, tt.want...)
+			}
+			if len(b.Batch) != tt.items {
+				t.Errorf("len(Batch) = %d, want %d", len(b.Batch), tt.items)
+			}
+			if b.WriteKey != tt.writeKey {
+				t.Errorf("WriteKey = %q, want %q", b.WriteKey, tt.writeKey)
+			}
+		})
+	}
+}
+
+func TestDecodeBatchItemsDoNotAliasInput(t *testing.T) {
+	data := []byte(`{"batch":[{"type":"identify","userId":"u"}]}`)
+	b, err := DecodeBatch(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range data {
+		data[i] = ' '
+	}
+	if got := string(b.Batch[0]); got != `{"type":"identify","userId":"u"}` {
+		t.Errorf("Batch[0] = %q after the input buffer was reused", got)
+	}
+}
+
+func TestMerge(t *testing.T) {
+	batchSent := mustTime("2024-01-02T03:04:10Z")
+	ownSent := mustTime("2024-01-02T03:04:07+01:00")
+	tests := []struct {
+		name             string
+		item             string
+		batch            *Batch
+		wantContext      map[string]any
+		wantIntegrations map[string]any
+		wantSentAt       time.Time
+	}{
+		{
+			name: "item without context takes the batch's",
+			item: `{"type":"identify","userId":"u"}`,
+			batch: &Batch{
+				SentAt:       batchSent,
+				Context:      map[string]any{"library": map[string]any{"name": "analytics-go"}},
+				Integrations: map[string]any{"All": false, "BigQuery": true},
+			},
+			wantContext:      map[string]any{"library": map[string]any{"name": "analytics-go"}},
+			wantIntegrations: map[string]any{"All": false, "BigQuery": true},
+			wantSentAt:       batchSent,
+		},
+		{
+			name: "item wins key by key",
+			item: `{"type":"identify","userId":"u","sentAt":"2024-01-02T03:04:07+01:00",
+				"context":{"ip":"1.1.1.1","library":{"name":"own"}},
+				"integrations":{"BigQuery":false,"Webhook":{"url":"x"}}}`,
+			batch: &Batch{
+				SentAt:       batchSent,
+				Context:      map[string]any{"ip": "9.9.9.9", "locale": "en-US", "library": map[string]any{"name": "batch", "version": "1"}},
+				Integrations: map[string]any{"All": false, "BigQuery": true},
+			},
+			// Merging is one level deep: the item's library replaces the
+			// batch's whole.
+			wantContext:      map[string]any{"ip": "1.1.1.1", "locale": "en-US", "library": map[string]any{"name": "own"}},
+			wantIntegrations: map[string]any{"All": false, "BigQuery": false, "Webhook": map[string]any{"url": "x"}},
+			wantSentAt:       ownSent,
+		},
+		{
+			name:             "empty batch leaves the item alone",
+			item:             `{"type":"identify","userId":"u","context":{"ip":"1.1.1.1"}}`,
+			batch:            &Batch{},
+			wantContext:      map[string]any{"ip": "1.1.1.1"},
+			wantIntegrations: nil,
+			wantSentAt:       time.Time{},
+		},
+		{
+			name:             "empty batch maps and an item without any",
+			item:             `{"type":"identify","userId":"u"}`,
+			batch:            &Batch{Context: map[string]any{}, Integrations: map[string]any{}},
+			wantContext:      nil,
+			wantIntegrations: nil,
+			wantSentAt:       time.Time{},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := mustDecode(t, tt.item, "")
+			tt.batch.Merge(e)
+			c := e.Fields()
+			if !reflect.DeepEqual(c.Context, tt.wantContext) {
+				t.Errorf("context = %#v, want %#v", c.Context, tt.wantContext)
+			}
+			if !reflect.DeepEqual(c.Integrations, tt.wantIntegrations) {
+				t.Errorf("integrations = %#v, want %#v", c.Integrations, tt.wantIntegrations)
+			}
+			assertSameTime(t, "sentAt", c.SentAt, tt.wantSentAt)
+			// Merging twice changes nothing.
+			tt.batch.Merge(e)
+			if !reflect.DeepEqual(c.Context, tt.wantContext) || !reflect.DeepEqual(c.Integrations, tt.wantIntegrations) {
+				t.Errorf("a second Merge changed the event: %v %v", c.Context, c.Integrations)
+			}
+		})
+	}
+}
+
+// TestMergeDoesNotMutateBatch checks that the batch-level maps, shared by
+// every item, are left as they were by Merge and by Enrich adding
+// context.ip, and that one item's changes do not reach another item.
+func TestMergeDoesNotMutateBatch(t *testing.T) {
+	body := `{"batch":[
+		{"type":"track","userId":"u1","event":"A"},
+		{"type":"track","userId":"u2","event":"B","context":{"locale":"de-DE"}},
+		{"type":"track","userId":"u3","event":"C","integrations":{"BigQuery":false}},
+		{"type":"track","userId":"u4","event":"D","context":{"ip":"10.0.0.4"}}
+	],
+	"context":{"library":{"name":"analytics-go","version":"3.0.0"},"locale":"en-US"},
+	"integrations":{"All":true,"BigQuery":true}}`
+	b, err := DecodeBatch([]byte(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	snapshot := func() string {
+		s, err := json.Marshal([]any{b.Context, b.Integrations})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(s)
+	}
+	before := snapshot()
+
+	received := time.Now()
+	var events []Event
+	for i, raw := range b.Batch {
+		e, err := Decode(raw, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.Merge(e)
+		// A distinct ip per item shows whether items share a context map.
+		Enrich(e, received, "192.0.2."+string(rune('1'+i)))
+		e.Fields().Integrations["Touched"] = i
+		events = append(events, e)
+	}
+
+	if after := snapshot(); after != before {
+		t.Errorf("batch-level maps changed:\nbefore %s\nafter  %s", before, after)
+	}
+	if _, ok := b.Context["ip"]; ok {
+		t.Errorf("Enrich set ip on the batch-level context: %v", b.Context)
+	}
+	wantIP := []string{"192.0.2.1", "192.0.2.2", "192.0.2.3", "10.0.0.4"}
+	wantLocale := []string{"en-US", "de-DE", "en-US", "en-US"}
+	wantBigQuery := []bool{true, true, false, true}
+	for i, e := range events {
+		c := e.Fields()
+		if c.Context["ip"] != wantIP[i] {
+			t.Errorf("item %d: context.ip = %v, want %s", i, c.Context["ip"], wantIP[i])
+		}
+		if c.Context["locale"] != wantLocale[i] {
+			t.Errorf("item %d: context.locale = %v, want %s", i, c.Context["locale"], wantLocale[i])
+		}
+		if c.Integrations["BigQuery"] != wantBigQuery[i] || c.Integrations["Touched"] != i {
+			t.Errorf("item %d: integrations = %v", i, c.Integrations)
+		}
+	}
+}

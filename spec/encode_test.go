@@ -1,0 +1,310 @@
+package spec
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/golden/*.json from the current output")
+
+// TestMarshalGolden decodes every SDK payload in testdata and compares
+// MarshalJSON's output (indented) with testdata/golden/<name>. Run
+// `go test ./spec/ -run TestMarshalGolden -update` to rewrite them after an
+// intended change, and review the diff.
+func TestMarshalGolden(t *testing.T) {
+	for _, name := range testdataEvents(t) {
+		t.Run(name, func(t *testing.T) {
+			e, err := Decode(readTestdata(t, name), "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			out := mustMarshal(t, e)
+			var pretty bytes.Buffer
+			if err := json.Indent(&pretty, out, "", "  "); err != nil {
+				t.Fatal(err)
+			}
+			pretty.WriteByte('\n')
+			path := filepath.Join("testdata", "golden", name)
+			if *update {
+				if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(path, pretty.Bytes(), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatalf("%v (run with -update to create it)", err)
+			}
+			if !bytes.Equal(pretty.Bytes(), want) {
+				t.Errorf("MarshalJSON output differs from %s:\ngot:\n%s\nwant:\n%s", path, pretty.Bytes(), want)
+			}
+		})
+	}
+}
+
+func TestMarshalRoundTripTestdata(t *testing.T) {
+	for _, name := range testdataEvents(t) {
+		t.Run(name, func(t *testing.T) {
+			data := readTestdata(t, name)
+			e, err := Decode(data, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			out := mustMarshal(t, e)
+			again, err := Decode(out, "")
+			if err != nil {
+				t.Fatalf("Decode of MarshalJSON output: %v\n%s", err, out)
+			}
+			assertEventsEqual(t, again, e)
+
+			// Every top-level field of the input that was not null is in the
+			// output, except empty objects, which are omitted.
+			in, outFields := topLevel(t, data), topLevel(t, out)
+			for k, v := range in {
+				if string(v) == "null" || string(v) == "{}" {
+					continue
+				}
+				if _, ok := outFields[k]; !ok {
+					t.Errorf("field %q = %s was dropped by MarshalJSON", k, v)
+				}
+			}
+			if keys := jsonKeys(t, out); len(keys) != len(outFields) {
+				t.Errorf("output has duplicate keys: %q", keys)
+			}
+		})
+	}
+}
+
+func TestMarshalRoundTripAfterEnrich(t *testing.T) {
+	received := time.Date(2024, 5, 14, 9, 21, 5, 123000000, time.UTC)
+	for _, name := range testdataEvents(t) {
+		t.Run(name, func(t *testing.T) {
+			e, err := Decode(readTestdata(t, name), "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			Enrich(e, received, "198.51.100.9")
+			out := mustMarshal(t, e)
+			fields := topLevel(t, out)
+			if string(fields["receivedAt"]) != `"2024-05-14T09:21:05.123Z"` {
+				t.Errorf("receivedAt written as %s", fields["receivedAt"])
+			}
+			if _, ok := fields["originalTimestamp"]; !ok {
+				t.Errorf("originalTimestamp not written: %s", out)
+			}
+			again, err := Decode(out, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			// receivedAt is not read back: a sender's value is not trusted.
+			if !again.Fields().ReceivedAt.IsZero() {
+				t.Errorf("receivedAt read back as %v", again.Fields().ReceivedAt)
+			}
+			e.Fields().ReceivedAt = time.Time{}
+			assertEventsEqual(t, again, e)
+		})
+	}
+}
+
+func TestMarshalRoundTripBuilt(t *testing.T) {
+	ts := time.Date(2024, 1, 2, 3, 4, 5, 600, time.FixedZone("", -(3*3600+30*60)))
+	common := Common{
+		MessageID: "m1", UserID: "u1", AnonymousID: "a1",
+		Timestamp: ts, OriginalTimestamp: ts.Add(-time.Second), SentAt: ts.Add(time.Second),
+		Context:      map[string]any{"ip": "1.2.3.4", "library": map[string]any{"name": "lib"}, "screen": map[string]any{"width": json.Number("1920")}},
+		Integrations: map[string]any{"All": false, "BigQuery": true},
+		Channel:      "server", Version: json.Number("2"), WriteKey: "WK",
+		Extra: map[string][]byte{"_metadata": []byte(`{"nodeVersion":"v20"}`), "x-trace": []byte(`"abc"`)},
+	}
+	with := func(typ Type) Common { c := common; c.Type = typ; return c }
+	tests := []Event{
+		&Track{Common: with(TypeTrack), Event: "Order Completed", Properties: map[string]any{"total": json.Number("99.90"), "items": []any{"a", "b"}}},
+		&Identify{Common: with(TypeIdentify), Traits: map[string]any{"email": "a@b.co", "vip": true}},
+		&Page{Common: with(TypePage), Name: "Home", Category: "Landing", Properties: map[string]any{"url": "https://example.com/?a=1&b=<2>"}},
+		&Screen{Common: with(TypeScreen), Name: "Settings", Category: "App", Properties: map[string]any{"tab": "billing"}},
+		&Group{Common: with(TypeGroup), GroupID: "g1", Traits: map[string]any{"name": "Acme", "employees": json.Number("120")}},
+		&Alias{Common: with(TypeAlias), PreviousID: "a1"},
+	}
+	for _, e := range tests {
+		t.Run(string(e.Fields().Type), func(t *testing.T) {
+			out := mustMarshal(t, e)
+			again, err := Decode(out, "")
+			if err != nil {
+				t.Fatalf("Decode: %v\n%s", err, out)
+			}
+			assertEventsEqual(t, again, e)
+			if again.Fields().Type != e.Fields().Type {
+				t.Errorf("type = %q", again.Fields().Type)
+			}
+			// Deterministic: the same event always gives the same bytes.
+			for range 5 {
+				if b := mustMarshal(t, e); !bytes.Equal(b, out) {
+					t.Fatalf("MarshalJSON is not deterministic:\n%s\n%s", out, b)
+				}
+			}
+			// Through encoding/json, as part of a larger document.
+			doc, err := json.Marshal(map[string]any{"event": e})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var wrapper struct{ Event json.RawMessage }
+			if err := json.Unmarshal(doc, &wrapper); err != nil {
+				t.Fatal(err)
+			}
+			assertEventsEqual(t, mustDecode(t, string(wrapper.Event), ""), e)
+		})
+	}
+}
+
+func TestMarshalExtraCollisions(t *testing.T) {
+	tests := []struct {
+		name  string
+		event Event
+		want  map[string]string // top-level fields expected in the output
+	}{
+		{
+			name: "common names in Extra are not written twice",
+			event: &Track{
+				Common: Common{Type: TypeTrack, UserID: "real", MessageID: "m", Extra: map[string][]byte{
+					"userId": []byte(`"fake"`), "type": []byte(`"identify"`), "messageId": []byte(`"m2"`),
+					"receivedAt": []byte(`"2000-01-01T00:00:00Z"`), "context": []byte(`{"ip":"6.6.6.6"}`),
+					"custom": []byte(`1`),
+				}},
+				Event: "E",
+			},
+			want: map[string]string{"type": `"track"`, "userId": `"real"`, "messageId": `"m"`, "event": `"E"`, "custom": `1`},
+		},
+		{
+			name: "type-specific names in Extra are not written twice",
+			event: &Group{
+				Common:  Common{Type: TypeGroup, UserID: "u", Extra: map[string][]byte{"groupId": []byte(`"fake"`), "traits": []byte(`{"x":1}`)}},
+				GroupID: "g", Traits: map[string]any{"name": "Acme"},
+			},
+			want: map[string]string{"type": `"group"`, "userId": `"u"`, "groupId": `"g"`, "traits": `{"name":"Acme"}`},
+		},
+		{
+			name: "Extra values that are not JSON are left out",
+			event: &Identify{Common: Common{Type: TypeIdentify, UserID: "u", Extra: map[string][]byte{
+				"bad": []byte(`{not json`), "empty": nil, "good": []byte(`[true]`),
+			}}},
+			want: map[string]string{"type": `"identify"`, "userId": `"u"`, "good": `[true]`},
+		},
+		{
+			name: "Extra keys that need escaping",
+			event: &Identify{Common: Common{Type: TypeIdentify, UserID: "u", Extra: map[string][]byte{
+				`quo"te`: []byte(`1`), "new\nline": []byte(`2`), "<tag>": []byte(`3`),
+			}}},
+			want: map[string]string{"type": `"identify"`, "userId": `"u"`, `quo"te`: `1`, "new\nline": `2`, "<tag>": `3`},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out := mustMarshal(t, tt.event)
+			keys := jsonKeys(t, out)
+			if unique := slices.Compact(slices.Sorted(slices.Values(keys))); len(unique) != len(keys) {
+				t.Errorf("duplicate keys in %s", out)
+			}
+			fields := topLevel(t, out)
+			if len(fields) != len(tt.want) {
+				t.Errorf("output has keys %q, want %d keys: %s", keys, len(tt.want), out)
+			}
+			for k, v := range tt.want {
+				if string(fields[k]) != v {
+					t.Errorf("%q = %s, want %s", k, fields[k], v)
+				}
+			}
+		})
+	}
+}
+
+// TestMarshalKeepsOtherTypesFieldNames checks that an unknown field whose
+// name a different call type uses ("name" on a track, "event" on an
+// identify) is written back like any other unknown field.
+func TestMarshalKeepsOtherTypesFieldNames(t *testing.T) {
+	tests := []struct {
+		body string
+		keep []string
+	}{
+		{`{"type":"track","userId":"u","event":"E","name":"n","traits":{"a":1},"category":"c","groupId":"g","previousId":"p"}`,
+			[]string{"name", "traits", "category", "groupId", "previousId"}},
+		{`{"type":"identify","userId":"u","event":"E","properties":{"a":1},"name":"n"}`,
+			[]string{"event", "properties", "name"}},
+		{`{"type":"page","userId":"u","event":"E","traits":{"a":1},"groupId":"g"}`,
+			[]string{"event", "traits", "groupId"}},
+		{`{"type":"screen","userId":"u","previousId":"p","traits":{}}`,
+			[]string{"previousId", "traits"}},
+		{`{"type":"group","userId":"u","groupId":"g","event":"E","properties":{"a":1}}`,
+			[]string{"event", "properties"}},
+		{`{"type":"alias","userId":"u","previousId":"p","traits":{"a":1},"name":"n","groupId":"g"}`,
+			[]string{"traits", "name", "groupId"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.body, func(t *testing.T) {
+			in := mustDecode(t, tt.body, "")
+			for _, k := range tt.keep {
+				if _, ok := in.Fields().Extra[k]; !ok {
+					t.Fatalf("%q not in Extra", k)
+				}
+			}
+			out := mustMarshal(t, in)
+			fields := topLevel(t, out)
+			src := topLevel(t, []byte(tt.body))
+			for _, k := range tt.keep {
+				if string(fields[k]) != string(src[k]) {
+					t.Errorf("%q = %s in the output, want %s: %s", k, fields[k], src[k], out)
+				}
+			}
+			assertEventsEqual(t, mustDecode(t, string(out), ""), in)
+		})
+	}
+}
+
+func TestMarshalOmitsEmpty(t *testing.T) {
+	out := string(mustMarshal(t, &Identify{Common: Common{Type: TypeIdentify, UserID: "u", Context: map[string]any{}}, Traits: map[string]any{}}))
+	if out != `{"type":"identify","userId":"u"}` {
+		t.Errorf("MarshalJSON = %s", out)
+	}
+	// The fields a call requires are always written, so a receiver sees them
+	// as blank rather than missing.
+	for _, tt := range []struct {
+		e    Event
+		want string
+	}{
+		{&Track{Common: Common{Type: TypeTrack}}, `{"type":"track","event":""}`},
+		{&Group{Common: Common{Type: TypeGroup}}, `{"type":"group","groupId":""}`},
+		{&Alias{Common: Common{Type: TypeAlias}}, `{"type":"alias","previousId":""}`},
+	} {
+		if got := string(mustMarshal(t, tt.e)); got != tt.want {
+			t.Errorf("MarshalJSON = %s, want %s", got, tt.want)
+		}
+	}
+}
+
+func TestMarshalTimes(t *testing.T) {
+	e := mustDecode(t, `{"type":"identify","userId":"u","timestamp":"2024-01-02T08:34:05.120+0530","sentAt":"2024-01-02T03:04:05Z"}`, "")
+	fields := topLevel(t, mustMarshal(t, e))
+	// The sender's offset is kept; the colon-less form is written as RFC 3339.
+	if got := string(fields["timestamp"]); got != `"2024-01-02T08:34:05.12+05:30"` {
+		t.Errorf("timestamp = %s", got)
+	}
+	if got := string(fields["sentAt"]); got != `"2024-01-02T03:04:05Z"` {
+		t.Errorf("sentAt = %s", got)
+	}
+	for _, k := range []string{"originalTimestamp", "receivedAt"} {
+		if _, ok := fields[k]; ok {
+			t.Errorf("%s written for a zero time", k)
+		}
+	}
+	if !strings.Contains(string(mustMarshal(t, e)), `"type":"identify"`) {
+		t.Error("type missing")
+	}
+}
