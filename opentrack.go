@@ -40,7 +40,7 @@ var (
 type Options struct {
 	// Integrations are the destinations. Each must have a distinct Name.
 	// Pass only the ones that are configured; a Manager with none accepts
-	// events and drops them after counting.
+	// events and drops them.
 	Integrations []Integration
 
 	// Delivery holds the queue, concurrency, timeout, retry and batch
