@@ -70,7 +70,8 @@ type HandlerOptions struct {
 //
 // It serves POST /track /identify /page /screen /group /alias /batch /import
 // and analytics.js's short forms /t /i /p /s /g /a /b, and OPTIONS for CORS
-// preflights. Each request is read, checked and answered at once; accepted
+// preflights. POST /m, where analytics.js reports its own metrics, is
+// answered 200 and dropped. Each request is read, checked and answered at once; accepted
 // events are handed to the Manager, which delivers them in the background.
 //
 // Answers:
@@ -154,6 +155,9 @@ var routes = map[string]spec.Type{
 	"/batch": "", "/b": "", "/import": "",
 }
 
+// metricsPath is where analytics.js posts its client-side metrics.
+const metricsPath = "/m"
+
 // Headers a browser may send; analytics.js sends Authorization and, on
 // retries, X-Retry-Count, so a preflight must name them.
 const allowHeaders = "Authorization, Content-Type, Content-Encoding, X-Retry-Count"
@@ -163,16 +167,17 @@ var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 // ServeHTTP implements http.Handler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	hdr := w.Header()
+	hdr.Add("Vary", "Origin")
 	if origin := r.Header.Get("Origin"); origin != "" {
 		if !h.originAllowed(origin) {
 			writeError(w, http.StatusForbidden, "Origin not allowed")
 			return
 		}
 		hdr.Set("Access-Control-Allow-Origin", origin)
-		hdr.Add("Vary", "Origin")
 	}
-	typ, ok := routes[strings.TrimSuffix(r.URL.Path, "/")]
-	if !ok {
+	path := strings.TrimSuffix(r.URL.Path, "/")
+	typ, ok := routes[path]
+	if !ok && path != metricsPath {
 		writeError(w, http.StatusNotFound, "Not found")
 		return
 	}
@@ -187,6 +192,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	default:
 		hdr.Set("Allow", "POST, OPTIONS")
 		writeError(w, http.StatusMethodNotAllowed, "Method not allowed")
+		return
+	}
+	if path == metricsPath {
+		// analytics.js reports its own delivery metrics here; they are
+		// not events, so they are read and dropped.
+		_, _ = io.Copy(io.Discard, http.MaxBytesReader(w, r.Body, int64(h.maxEventBytes)))
+		writeSuccess(w)
 		return
 	}
 	if ct := r.Header.Get("Content-Type"); ct != "" {

@@ -136,6 +136,18 @@ func TestHandlerAcceptsEveryCallOnEveryRoute(t *testing.T) {
 	}
 }
 
+func TestHandlerDropsAnalyticsJSMetrics(t *testing.T) {
+	c := newCollector(t, &opentrack.HandlerOptions{WriteKeys: []string{"wk"}}, opentrack.Options{})
+	a := c.post(t, "/m", `{"series":[{"type":"Counter","metric":"analytics_js.invoke","value":1}]}`)
+	if a.status != 200 {
+		t.Fatalf("POST /m = %d %s, want 200", a.status, a.raw)
+	}
+	flush(t, c.m)
+	if n := len(c.rec.got()); n != 0 {
+		t.Errorf("metrics were delivered as %d events", n)
+	}
+}
+
 func TestHandlerRouteDecidesType(t *testing.T) {
 	c := newCollector(t, nil, opentrack.Options{})
 	if a := c.post(t, "/track", `{"type":"identify","userId":"u1","event":"E"}`); a.status != 200 {

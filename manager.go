@@ -196,7 +196,7 @@ func (m *Manager) reserve(need []int) error {
 
 // Targets reports whether e goes to the integration called name, by e's
 // "integrations" object as Segment reads it: the integration's own key if
-// present, else "All", else true. A key's value is false to disable, and true
+// present, else "All" (or "all", which analytics-go sends), else true. A key's value is false to disable, and true
 // or an options object to enable. Keys are case-sensitive.
 func Targets(e spec.Event, name string) bool {
 	ints := e.Fields().Integrations
@@ -207,6 +207,9 @@ func Targets(e spec.Event, name string) bool {
 		return enabled(v)
 	}
 	if v, ok := ints["All"]; ok {
+		return enabled(v)
+	}
+	if v, ok := ints["all"]; ok { // analytics-go's DisableAll sends "all"
 		return enabled(v)
 	}
 	return true

@@ -69,6 +69,7 @@ func TestManagerRoutesByIntegrationsObject(t *testing.T) {
 		{"one off", map[string]any{"A": false}, map[string]bool{"B": true}},
 		{"options object enables", map[string]any{"All": false, "A": map[string]any{"x": 1}}, map[string]bool{"A": true}},
 		{"keys are case-sensitive", map[string]any{"All": false, "a": true}, map[string]bool{}},
+		{"analytics-go's lower-case all", map[string]any{"all": false, "B": true}, map[string]bool{"B": true}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
