@@ -189,10 +189,9 @@ func testRetriesTransient(t *testing.T, h Harness) {
 	if f.n() != 0 {
 		t.Fatalf("a transient failure was reported as final: %+v", f.list)
 	}
+	// Whether the integration retried by itself (as the BigQuery client
+	// does) or the Manager did, the event must land exactly once.
 	checkReceived(t, h, map[spec.Type]int{e[0].Fields().Type: 1})
-	if s := m.Stats()[0]; s.Retried == 0 {
-		t.Errorf("Retried = 0: the backend's failures were not seen")
-	}
 }
 
 func testPermanent(t *testing.T, h Harness) {

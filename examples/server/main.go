@@ -8,6 +8,10 @@
 //	                       integration is configured the sink is on, on stdout
 //	SHUTDOWN_TIMEOUT       how long SIGINT/SIGTERM may take to deliver what was
 //	                       accepted (default 30s)
+//	BIGQUERY_PROJECT_ID, BIGQUERY_DATASET, BIGQUERY_LOCATION,
+//	BIGQUERY_AUTO_TABLE_MANAGEMENT, BIGQUERY_EMULATOR_HOST,
+//	GOOGLE_APPLICATION_CREDENTIALS(_JSON)
+//	                       BigQuery; see integrations/bigquery
 //	CUSTOMERIO_SITE_ID, CUSTOMERIO_API_KEY, CUSTOMERIO_REGION, CUSTOMERIO_TRACK_URL
 //	                       Customer.io; see integrations/customerio
 //
@@ -32,6 +36,7 @@ import (
 	"time"
 
 	"github.com/opentrackhq/opentrack"
+	"github.com/opentrackhq/opentrack/integrations/bigquery"
 	"github.com/opentrackhq/opentrack/integrations/customerio"
 	"github.com/opentrackhq/opentrack/integrations/jsonl"
 )
@@ -151,6 +156,13 @@ func run(ctx context.Context, getenv func(string) string, log *slog.Logger, read
 // sink is on when OPENTRACK_FILE is set, or when nothing else is.
 func fromEnv(ctx context.Context, getenv func(string) string) ([]opentrack.Integration, error) {
 	var list []opentrack.Integration
+	bq, err := bigquery.FromEnv(ctx, getenv)
+	if err != nil {
+		return nil, err
+	}
+	if bq != nil {
+		list = append(list, bq)
+	}
 	cio, err := customerio.FromEnv(ctx, getenv)
 	if err != nil {
 		return nil, err
