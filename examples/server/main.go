@@ -43,6 +43,7 @@ import (
 
 func main() {
 	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	slog.SetDefault(log) // integrations built from the environment log here too
 	if err := run(context.Background(), os.Getenv, log, nil); err != nil {
 		log.Error("server stopped", slog.Any("error", err))
 		os.Exit(1)
