@@ -31,20 +31,32 @@
 //		if err != nil {
 //			log.Fatal(err)
 //		}
+//		key := os.Getenv("WRITE_KEY")
+//		if key == "" {
+//			log.Fatal("WRITE_KEY is not set")
+//		}
 //		mux := http.NewServeMux()
 //		mux.Handle("/v1/", http.StripPrefix("/v1", opentrack.NewHandler(m, &opentrack.HandlerOptions{
-//			WriteKeys: []string{os.Getenv("WRITE_KEY")},
+//			WriteKeys: []string{key},
 //		})))
-//		srv := &http.Server{Addr: ":8080", Handler: mux}
+//		srv := &http.Server{Addr: ":8080", Handler: mux, ReadTimeout: 10 * time.Second}
 //		go srv.ListenAndServe()
 //
 //		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 //		defer stop()
 //		<-ctx.Done()
-//		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+//		// Stop taking requests, with a budget of its own ...
+//		hctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 //		defer cancel()
-//		srv.Shutdown(sctx) // stop taking requests
-//		m.Shutdown(sctx)   // deliver what was accepted
+//		if srv.Shutdown(hctx) != nil {
+//			srv.Close()
+//		}
+//		// ... then deliver what was accepted.
+//		mctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+//		defer cancel()
+//		if err := m.Shutdown(mctx); err != nil {
+//			log.Print(err)
+//		}
 //	}
 //
 // # Mounting
@@ -72,7 +84,10 @@
 //
 // Call http.Server.Shutdown first, so no request is in flight, then
 // [Manager.Shutdown], which stops intake, delivers what was accepted, flushes
-// and closes the integrations. Requests that arrive after Manager.Shutdown
+// and closes the integrations. Give each its own deadline: a slow client
+// holding a request open must not use up the time the deliveries need. If
+// Manager.Shutdown's deadline passes, every event not yet delivered goes to
+// [Options.OnFailure] before it returns. Requests that arrive after Manager.Shutdown
 // began are answered 503 with Retry-After, so SDKs send them again later.
 //
 // # Errors

@@ -35,8 +35,10 @@ const (
 type HandlerOptions struct {
 	// WriteKeys are the accepted write keys. A request names its key as the
 	// Basic-auth username (password empty or absent) or, without an
-	// Authorization header, as the body's "writeKey". When WriteKeys is
-	// empty every request is accepted.
+	// Authorization header, as the body's "writeKey". When WriteKeys is nil
+	// or empty every request is accepted. Empty strings in it are ignored,
+	// and a list of only empty strings accepts nothing (so an unset
+	// environment variable does not open the collector).
 	WriteKeys []string
 
 	// AllowedOrigins lists the browser origins ("https://app.example.com")
@@ -45,7 +47,8 @@ type HandlerOptions struct {
 	AllowedOrigins []string
 
 	// MaxEventBytes bounds one event, and the body of a single-event call.
-	// Default DefaultMaxEventBytes (32 KB).
+	// Default DefaultMaxEventBytes (32 KB). For this and the two limits
+	// below, zero or a negative value means the default.
 	MaxEventBytes int
 	// MaxBatchBytes bounds the body of a batch call after decompression.
 	// Default DefaultMaxBatchBytes (500 KB).
@@ -86,6 +89,7 @@ type HandlerOptions struct {
 //     down; nothing of the request was accepted.
 type Handler struct {
 	m              *Manager
+	keyed          bool // write keys were configured
 	keys           [][sha256.Size]byte
 	anyOrigin      bool
 	origins        map[string]bool
@@ -120,10 +124,14 @@ func NewHandler(m *Manager, opts *HandlerOptions) *Handler {
 	if h.log == nil {
 		h.log = slog.Default()
 	}
+	h.keyed = len(opts.WriteKeys) > 0
 	for _, k := range opts.WriteKeys {
 		if k != "" {
 			h.keys = append(h.keys, sha256.Sum256([]byte(k)))
 		}
+	}
+	if h.keyed && len(h.keys) == 0 {
+		h.log.Error("opentrack: HandlerOptions.WriteKeys holds only empty keys; every request will be refused")
 	}
 	for _, o := range opts.AllowedOrigins {
 		o = strings.TrimRight(strings.TrimSpace(o), "/")
@@ -162,6 +170,35 @@ const metricsPath = "/m"
 // retries, X-Retry-Count, so a preflight must name them.
 const allowHeaders = "Authorization, Content-Type, Content-Encoding, X-Retry-Count"
 
+// allowedHeaders answers a preflight: the headers analytics.js sends, plus
+// any other well-formed header names the page asks for (analytics.js lets a
+// page add its own).
+func allowedHeaders(requested []string) string {
+	out := allowHeaders
+	seen := map[string]bool{"authorization": true, "content-type": true, "content-encoding": true, "x-retry-count": true}
+	for _, line := range requested {
+		for _, name := range strings.Split(line, ",") {
+			name = strings.ToLower(strings.TrimSpace(name))
+			if name == "" || seen[name] || !isToken(name) {
+				continue
+			}
+			seen[name] = true
+			out += ", " + name
+		}
+	}
+	return out
+}
+
+// isToken reports whether s is a valid HTTP header name.
+func isToken(s string) bool {
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune("!#$%&'*+-.^_`|~", c)) {
+			return false
+		}
+	}
+	return len(s) <= 64
+}
+
 var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 // ServeHTTP implements http.Handler.
@@ -185,7 +222,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case http.MethodPost:
 	case http.MethodOptions:
 		hdr.Set("Access-Control-Allow-Methods", "POST, OPTIONS")
-		hdr.Set("Access-Control-Allow-Headers", allowHeaders)
+		hdr.Set("Access-Control-Allow-Headers", allowedHeaders(r.Header.Values("Access-Control-Request-Headers")))
 		hdr.Set("Access-Control-Max-Age", "86400")
 		w.WriteHeader(http.StatusNoContent)
 		return
@@ -260,7 +297,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func (h *Handler) serveBatch(w http.ResponseWriter, r *http.Request, body []byte, authed bool, receivedAt time.Time) {
 	b, err := spec.DecodeBatch(body)
-	if !authed && len(h.keys) > 0 && (b == nil || !h.keyValid(b.WriteKey)) {
+	if !authed && h.keyed && (b == nil || !h.keyValid(b.WriteKey)) {
 		writeError(w, http.StatusUnauthorized, "Invalid write key")
 		return
 	}
@@ -335,6 +372,8 @@ func (h *Handler) enqueueOK(w http.ResponseWriter, ctx context.Context, events .
 	case errors.Is(err, ErrClosed):
 		w.Header().Set("Retry-After", "5")
 		writeError(w, http.StatusServiceUnavailable, "Shutting down, retry later")
+	case errors.Is(err, ErrTooLarge):
+		writeError(w, http.StatusRequestEntityTooLarge, "Batch holds more events than an integration's queue; send fewer at a time")
 	default:
 		h.log.Error("opentrack: enqueue failed", slog.Any("error", err))
 		writeError(w, http.StatusInternalServerError, "Internal error")
@@ -388,7 +427,7 @@ func (h *Handler) originAllowed(origin string) bool {
 
 // keyValid compares key with every configured key in constant time.
 func (h *Handler) keyValid(key string) bool {
-	if len(h.keys) == 0 {
+	if !h.keyed {
 		return true
 	}
 	sum := sha256.Sum256([]byte(key))
@@ -400,7 +439,7 @@ func (h *Handler) keyValid(key string) bool {
 }
 
 func (h *Handler) bodyKeyValid(e spec.Event) bool {
-	if len(h.keys) == 0 {
+	if !h.keyed {
 		return true
 	}
 	return e != nil && h.keyValid(e.Fields().WriteKey)

@@ -365,6 +365,35 @@ func TestHandlerWriteKeys(t *testing.T) {
 	}
 }
 
+func TestHandlerRefusesAllWhenOnlyEmptyKeysAreConfigured(t *testing.T) {
+	// WriteKeys: []string{os.Getenv("WRITE_KEY")} with the variable unset
+	// must not open the collector.
+	c := newCollector(t, &opentrack.HandlerOptions{WriteKeys: []string{""}}, opentrack.Options{})
+	for _, auth := range []string{"", basic("")} {
+		if a := c.do(t, "POST", "/track", `{"userId":"u1","event":"E"}`, map[string]string{"Authorization": auth}); a.status != 401 {
+			t.Errorf("auth %q: %d, want 401", auth, a.status)
+		}
+	}
+}
+
+func TestHandlerPreflightAllowsRequestedHeaders(t *testing.T) {
+	c := newCollector(t, nil, opentrack.Options{})
+	a := c.do(t, "OPTIONS", "/t", "", map[string]string{"Origin": "https://app.example.com",
+		"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization, x-tenant, bad header"})
+	got := strings.ToLower(a.header.Get("Access-Control-Allow-Headers"))
+	if !strings.Contains(got, "x-tenant") || strings.Contains(got, "bad header") || strings.Count(got, "authorization") != 1 {
+		t.Errorf("Allow-Headers = %q, want the page's x-tenant added once, the malformed name left out", got)
+	}
+}
+
+func TestHandlerBatchLargerThanAQueueIs413(t *testing.T) {
+	c := newCollector(t, nil, opentrack.Options{Delivery: opentrack.Delivery{QueueSize: 2}})
+	a := c.post(t, "/batch", `{"batch":[{"type":"track","userId":"u","event":"E"},{"type":"track","userId":"u","event":"E"},{"type":"track","userId":"u","event":"E"}]}`)
+	if a.status != 413 {
+		t.Errorf("3 events into a queue of 2: %d %s, want 413 (retrying cannot help)", a.status, a.raw)
+	}
+}
+
 func TestHandlerCORS(t *testing.T) {
 	c := newCollector(t, &opentrack.HandlerOptions{AllowedOrigins: []string{"https://app.example.com"}}, opentrack.Options{})
 	pre := c.do(t, "OPTIONS", "/t", "", map[string]string{

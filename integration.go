@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"strconv"
 	"strings"
 	"time"
@@ -223,7 +224,7 @@ func ParseRetryAfter(v string, now time.Time) time.Duration {
 		}
 		return time.Duration(s) * time.Second
 	}
-	if t, err := time.Parse(time.RFC1123, v); err == nil {
+	if t, err := http.ParseTime(v); err == nil {
 		if d := t.Sub(now); d > 0 {
 			return d
 		}
@@ -233,7 +234,10 @@ func ParseRetryAfter(v string, now time.Time) time.Duration {
 
 // BatchError reports which events of a batch failed; the others were
 // delivered. The keys of Failed are indexes into the slice passed to
-// [Batcher.Batch]. Each error may be marked [Permanent] or [RetryAfter].
+// [Batcher.Batch]. Each error may be marked [Permanent] or [RetryAfter]; a
+// mark around the BatchError itself applies to each of its events. A
+// BatchError with no failures, an index outside the batch or a nil error
+// does not say what happened, so the Manager fails the whole batch with it.
 type BatchError struct {
 	Failed map[int]error
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,12 +16,13 @@ import (
 
 // A lane is one integration's queue, position and workers.
 //
-// Events get consecutive sequence numbers as they are appended. The lane's
-// position is the lowest sequence number not yet settled (delivered or
-// failed); room in the queue is QueueSize minus (next - position), so an
+// Events get consecutive sequence numbers as they are appended, and stay in
+// a ring of QueueSize slots until settled (delivered, or failed and
+// reported). The lane's position is the lowest sequence number not yet
+// settled; room in the queue is QueueSize minus (next - position), so an
 // event stuck in retries holds its place, as a journal segment would. This
 // is the seam where a durable journal will stand: append assigns positions,
-// settle advances them.
+// settling advances them.
 type lane struct {
 	m       *Manager
 	in      Integration
@@ -30,20 +32,19 @@ type lane struct {
 
 	ch chan *item
 
-	mu       sync.Mutex
-	next     uint64        // sequence number of the next appended event
-	pos      uint64        // every sequence number below it is settled
-	settled  []bool        // ring of QueueSize: settled[seq%QueueSize]
-	appended []int64       // ring: unix nanos when seq was appended
-	moved    chan struct{} // closed and replaced when pos advances
-
-	ctx    context.Context // cancelled when Shutdown's deadline passes
-	cancel context.CancelCauseFunc
-	wg     sync.WaitGroup
-	ready  chan struct{} // closed once Init has succeeded (or was not needed)
-	broken error         // set before ready closes when Init failed permanently
-
-	flushNow chan struct{} // asks the batch collector to send what it holds
+	mu        sync.Mutex
+	next      uint64        // sequence number of the next appended event
+	pos       uint64        // every sequence number below it is settled
+	ring      []*item       // ring[seq%QueueSize]: the unsettled event seq, nil once settled
+	moved     chan struct{} // closed and replaced when pos advances
+	ready     bool          // Init succeeded, or was not needed
+	broken    error         // why Init failed for good
+	initDone  chan struct{} // closed once Init has succeeded or failed for good
+	ctx       context.Context
+	cancel    context.CancelCauseFunc // cancels calls and waits when Shutdown's deadline passes
+	wg        sync.WaitGroup
+	flushNow  chan struct{} // asks the batch collector to send what it holds
+	batchSend chan []*item  // from the collector to the batch senders
 
 	accepted, delivered, retried, failed, deduplicated, panics atomic.Uint64
 }
@@ -52,8 +53,10 @@ type item struct {
 	seq      uint64
 	ev       spec.Event
 	size     int
+	at       time.Time // appended
 	attempts int
 	first    time.Time // first attempt
+	claimed  bool      // its outcome is decided; guarded by lane.mu
 }
 
 func newLane(m *Manager, in Integration, d Delivery) *lane {
@@ -63,10 +66,9 @@ func newLane(m *Manager, in Integration, d Delivery) *lane {
 		name:     in.Name(),
 		d:        d,
 		ch:       make(chan *item, d.QueueSize),
-		settled:  make([]bool, d.QueueSize),
-		appended: make([]int64, d.QueueSize),
+		ring:     make([]*item, d.QueueSize),
 		moved:    make(chan struct{}),
-		ready:    make(chan struct{}),
+		initDone: make(chan struct{}),
 		flushNow: make(chan struct{}, 1),
 	}
 	l.batcher, _ = in.(Batcher)
@@ -77,12 +79,12 @@ func newLane(m *Manager, in Integration, d Delivery) *lane {
 func (l *lane) start() {
 	l.wg.Go(l.init)
 	if l.batcher != nil {
-		batches := make(chan []*item)
-		l.wg.Go(func() { l.collect(batches) })
+		l.batchSend = make(chan []*item)
+		l.wg.Go(l.collect)
 		for range l.d.Workers {
 			l.wg.Go(func() {
-				<-l.ready
-				for b := range batches {
+				<-l.initDone
+				for b := range l.batchSend {
 					l.sendBatch(b)
 				}
 			})
@@ -91,7 +93,7 @@ func (l *lane) start() {
 	}
 	for range l.d.Workers {
 		l.wg.Go(func() {
-			<-l.ready
+			<-l.initDone
 			for it := range l.ch {
 				l.deliver(it)
 			}
@@ -99,33 +101,43 @@ func (l *lane) start() {
 	}
 }
 
-// init runs the integration's Init, retrying until it succeeds, fails
-// permanently, or the lane is cancelled.
+// init runs the integration's Init, retrying under the lane's RetryPolicy.
+// If it fails for good the lane is broken: its events go to OnFailure.
 func (l *lane) init() {
-	defer close(l.ready)
+	defer close(l.initDone)
 	in, ok := l.in.(Initializer)
 	if !ok {
+		l.setReady(nil)
 		return
 	}
-	for attempt := 1; ; attempt++ {
+	it := &item{first: time.Now()} // tracks attempts and elapsed time
+	for {
+		it.attempts++
 		err := l.call(func(ctx context.Context) error { return in.Init(ctx) })
 		if err == nil {
+			l.setReady(nil)
 			return
 		}
-		if IsPermanent(err) {
-			l.broken = fmt.Errorf("opentrack: %s: init: %w", l.name, err)
-			l.m.log.Error("opentrack: integration disabled", slog.String("integration", l.name), slog.Any("error", err))
-			return
+		wait, ok := l.retryWait(it, err)
+		if ok {
+			l.m.log.Warn("opentrack: init failed, retrying", slog.String("integration", l.name), slog.Duration("wait", wait), slog.Any("error", err))
+			if ok = l.sleep(wait); ok {
+				l.retried.Add(1)
+				continue
+			}
+			err = errors.Join(context.Cause(l.ctx), err)
 		}
-		wait := l.backoff(attempt, err)
-		l.m.log.Warn("opentrack: init failed, retrying", slog.String("integration", l.name), slog.Duration("wait", wait), slog.Any("error", err))
-		select {
-		case <-time.After(wait):
-		case <-l.ctx.Done():
-			l.broken = context.Cause(l.ctx)
-			return
-		}
+		err = fmt.Errorf("opentrack: %s: init failed after %d attempts: %w", l.name, it.attempts, err)
+		l.m.log.Error("opentrack: integration disabled; its events go to OnFailure", slog.String("integration", l.name), slog.Any("error", err))
+		l.setReady(err)
+		return
 	}
+}
+
+func (l *lane) setReady(broken error) {
+	l.mu.Lock()
+	l.ready, l.broken = broken == nil, broken
+	l.mu.Unlock()
 }
 
 // hasRoom reports whether n more events fit. l.mu must be held.
@@ -133,27 +145,32 @@ func (l *lane) hasRoom(n int) bool {
 	return l.next-l.pos+uint64(n) <= uint64(l.d.QueueSize)
 }
 
-// assign gives n events consecutive sequence numbers, returns the first, and
-// unlocks l.mu, which reserve locked.
-func (l *lane) assign(n int, now time.Time) uint64 {
-	first := l.next
-	for i := range uint64(n) {
-		l.appended[(first+i)%uint64(len(l.appended))] = now.UnixNano()
+// appendLocked gives items consecutive sequence numbers, puts them in the
+// ring and the channel, and unlocks l.mu, which reserve locked. The sends
+// cannot block: reserve checked that the queue has room, and the channel
+// holds no more than the unsettled events. Sending under the lock means that
+// whoever reads next also finds the items in the channel (Flush relies on it).
+func (l *lane) appendLocked(items []*item) {
+	size := uint64(len(l.ring))
+	for _, it := range items {
+		it.seq = l.next
+		l.ring[it.seq%size] = it
+		l.next++
+		l.ch <- it
 	}
-	l.next += uint64(n)
 	l.mu.Unlock()
-	l.accepted.Add(uint64(n))
-	return first
+	l.accepted.Add(uint64(len(items)))
 }
 
-// settle marks seq delivered or failed and advances the position.
-func (l *lane) settle(seq uint64) {
-	l.mu.Lock()
-	size := uint64(len(l.settled))
-	l.settled[seq%size] = true
+// settleLocked removes a claimed item from the ring and advances the
+// position. l.mu must be held.
+func (l *lane) settleLocked(it *item) {
+	size := uint64(len(l.ring))
+	if l.ring[it.seq%size] == it {
+		l.ring[it.seq%size] = nil
+	}
 	advanced := false
-	for l.pos < l.next && l.settled[l.pos%size] {
-		l.settled[l.pos%size] = false
+	for l.pos < l.next && l.ring[l.pos%size] == nil {
 		l.pos++
 		advanced = true
 	}
@@ -161,7 +178,67 @@ func (l *lane) settle(seq uint64) {
 		close(l.moved)
 		l.moved = make(chan struct{})
 	}
+}
+
+// claim decides an item's outcome; it returns false if the outcome was
+// already decided (by Shutdown's sweep, or a worker).
+func (l *lane) claim(it *item) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if it.claimed {
+		return false
+	}
+	it.claimed = true
+	return true
+}
+
+// done settles it as delivered (err == nil) or as failed, in which case it
+// is reported before its position is released, so that Flush returns only
+// after OnFailure has seen it.
+func (l *lane) done(it *item, err error) {
+	if !l.claim(it) {
+		return
+	}
+	if err == nil {
+		l.delivered.Add(1)
+	} else {
+		l.m.report(l, it, err)
+	}
+	l.mu.Lock()
+	l.settleLocked(it)
 	l.mu.Unlock()
+}
+
+// failPending reports every event not yet settled, with err. Shutdown calls it
+// once its deadline has passed, so that nothing accepted is left
+// unaccounted for when it returns, even if a call never came back.
+func (l *lane) failPending(err error) {
+	for {
+		l.mu.Lock()
+		var todo []*item
+		size := uint64(len(l.ring))
+		for seq := l.pos; seq < l.next; seq++ {
+			if it := l.ring[seq%size]; it != nil && !it.claimed {
+				it.claimed = true
+				todo = append(todo, it)
+			}
+		}
+		done, moved := l.pos >= l.next, l.moved
+		l.mu.Unlock()
+		for _, it := range todo {
+			l.m.report(l, it, err)
+			l.mu.Lock()
+			l.settleLocked(it)
+			l.mu.Unlock()
+		}
+		if done {
+			return
+		}
+		if len(todo) == 0 {
+			// The rest are being reported by workers; wait for them.
+			<-moved
+		}
+	}
 }
 
 // waitSettled waits until every event appended before the call is settled.
@@ -177,9 +254,9 @@ func (l *lane) waitSettled(ctx context.Context) error {
 	}
 	for {
 		l.mu.Lock()
-		done, moved := l.pos >= target, l.moved
+		settled, moved := l.pos >= target, l.moved
 		l.mu.Unlock()
-		if done {
+		if settled {
 			return nil
 		}
 		select {
@@ -195,9 +272,10 @@ func (l *lane) stats(now time.Time) Stats {
 	queued := int(l.next - l.pos)
 	pos := l.pos
 	var age time.Duration
-	if queued > 0 {
-		age = now.Sub(time.Unix(0, l.appended[l.pos%uint64(len(l.appended))]))
+	if it := l.ring[l.pos%uint64(len(l.ring))]; queued > 0 && it != nil {
+		age = now.Sub(it.at)
 	}
+	ready, broken := l.ready, l.broken
 	l.mu.Unlock()
 	return Stats{
 		Integration:  l.name,
@@ -210,6 +288,8 @@ func (l *lane) stats(now time.Time) Stats {
 		Queued:       queued,
 		OldestAge:    age,
 		Position:     pos,
+		Ready:        ready,
+		Err:          broken,
 	}
 }
 
@@ -220,14 +300,31 @@ func (l *lane) call(fn func(ctx context.Context) error) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			l.panics.Add(1)
+			l.m.log.Error("opentrack: integration panicked", slog.String("integration", l.name),
+				slog.Any("panic", r), slog.String("stack", string(debug.Stack())))
 			err = Permanent(fmt.Errorf("opentrack: %s panicked: %v", l.name, r))
 		}
 	}()
 	return fn(ctx)
 }
 
-// backoff returns the wait before attempt+1: full jitter over an exponential
-// ceiling, raised to any Retry-After the error asks for.
+// hook runs one of the integration's lifecycle methods (Flush, Close),
+// turning a panic into an error.
+func (l *lane) hook(name string, fn func() error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			l.panics.Add(1)
+			err = fmt.Errorf("opentrack: %s: %s panicked: %v", l.name, name, r)
+		}
+	}()
+	if err := fn(); err != nil {
+		return fmt.Errorf("opentrack: %s: %s: %w", l.name, name, err)
+	}
+	return nil
+}
+
+// backoff returns the wait before attempt+1: a random wait between half and
+// all of an exponential ceiling, raised to any Retry-After the error asks for.
 func (l *lane) backoff(attempt int, err error) time.Duration {
 	r := l.d.Retry
 	ceil := r.InitialBackoff << min(attempt-1, 30)
@@ -267,28 +364,37 @@ func (l *lane) sleep(d time.Duration) bool {
 	}
 }
 
-// deliver sends one event to a non-batch integration, with retries, and
-// settles it.
-func (l *lane) deliver(it *item) {
-	defer l.settle(it.seq)
-	if l.broken != nil {
-		l.m.fail(l, it, l.broken)
-		return
+// unusable returns why the lane cannot call its integration any more: Init
+// failed for good, or Shutdown's deadline has passed. Nil otherwise.
+func (l *lane) unusable() error {
+	if err := context.Cause(l.ctx); err != nil {
+		return err
 	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.broken
+}
+
+// deliver sends one event to a non-batch integration, with retries.
+func (l *lane) deliver(it *item) {
 	it.first = time.Now()
 	for {
+		if err := l.unusable(); err != nil {
+			l.done(it, err)
+			return
+		}
 		it.attempts++
 		err := l.call(func(ctx context.Context) error { return Deliver(ctx, l.in, it.ev) })
 		if err == nil {
-			l.delivered.Add(1)
+			l.done(it, nil)
 			return
-		}
-		if cause := context.Cause(l.ctx); cause != nil {
-			err = errors.Join(cause, err)
 		}
 		wait, ok := l.retryWait(it, err)
 		if !ok || !l.sleep(wait) {
-			l.m.fail(l, it, err)
+			if cause := context.Cause(l.ctx); cause != nil {
+				err = errors.Join(cause, err)
+			}
+			l.done(it, err)
 			return
 		}
 		l.retried.Add(1)
@@ -297,8 +403,8 @@ func (l *lane) deliver(it *item) {
 }
 
 // collect groups queued events into batches and hands them to the senders.
-func (l *lane) collect(out chan<- []*item) {
-	defer close(out)
+func (l *lane) collect() {
+	defer close(l.batchSend)
 	b := l.d.Batch
 	var (
 		cur   []*item
@@ -310,7 +416,7 @@ func (l *lane) collect(out chan<- []*item) {
 		if len(cur) == 0 {
 			return
 		}
-		out <- cur
+		l.batchSend <- cur
 		cur, bytes = nil, 0
 		timer.Stop()
 	}
@@ -357,63 +463,55 @@ func (l *lane) collect(out chan<- []*item) {
 
 // sendBatch delivers a batch with retries; only failed events are retried.
 func (l *lane) sendBatch(items []*item) {
-	if l.broken != nil {
-		for _, it := range items {
-			l.m.fail(l, it, l.broken)
-			l.settle(it.seq)
-		}
-		return
-	}
 	now := time.Now()
 	for _, it := range items {
 		it.first = now
 	}
 	events := make([]spec.Event, 0, len(items))
 	for len(items) > 0 {
+		if err := l.unusable(); err != nil {
+			for _, it := range items {
+				l.done(it, err)
+			}
+			return
+		}
 		events = events[:0]
 		for _, it := range items {
 			it.attempts++
 			events = append(events, it.ev)
 		}
 		err := l.call(func(ctx context.Context) error { return l.batcher.Batch(ctx, events) })
-		var be *BatchError
-		if err != nil && !errors.As(err, &be) {
-			be = &BatchError{}
-			for i := range items {
-				be.Fail(i, err)
-			}
-		}
-		var retry []*item
-		var retryErr error
+		var (
+			retry    []*item
+			longest  time.Duration
+			retryErr error
+		)
 		for i, it := range items {
-			ierr := be.failedAt(i)
+			ierr := l.batchOutcome(err, i, len(items))
 			if ierr == nil {
-				l.delivered.Add(1)
-				l.settle(it.seq)
+				l.done(it, nil)
 				continue
 			}
-			if cause := context.Cause(l.ctx); cause != nil {
-				ierr = errors.Join(cause, ierr)
-			}
-			if _, ok := l.retryWait(it, ierr); !ok {
-				l.m.fail(l, it, ierr)
-				l.settle(it.seq)
+			wait, ok := l.retryWait(it, ierr)
+			if !ok {
+				if cause := context.Cause(l.ctx); cause != nil {
+					ierr = errors.Join(cause, ierr)
+				}
+				l.done(it, ierr)
 				continue
 			}
 			retry = append(retry, it)
-			if retryErr == nil {
-				retryErr = ierr
+			if wait > longest {
+				longest, retryErr = wait, ierr
 			}
 		}
 		items = retry
 		if len(items) == 0 {
 			return
 		}
-		wait, _ := l.retryWait(items[0], retryErr)
-		if !l.sleep(wait) {
+		if !l.sleep(longest) {
 			for _, it := range items {
-				l.m.fail(l, it, fmt.Errorf("%w: %w", context.Cause(l.ctx), retryErr))
-				l.settle(it.seq)
+				l.done(it, errors.Join(context.Cause(l.ctx), retryErr))
 			}
 			return
 		}
@@ -422,9 +520,52 @@ func (l *lane) sendBatch(items []*item) {
 	}
 }
 
-func (e *BatchError) failedAt(i int) error {
-	if e == nil {
+// batchOutcome returns the error for event i of n from what Batch returned.
+// A *BatchError applies per event; an outer Permanent or RetryAfter mark
+// applies to each of its events. A BatchError that names no event, an index
+// outside the batch or a nil error cannot be trusted, so the whole batch
+// counts as failed with it.
+func (l *lane) batchOutcome(err error, i, n int) error {
+	if err == nil {
 		return nil
 	}
-	return e.Failed[i]
+	var be *BatchError
+	if !errors.As(err, &be) {
+		return err
+	}
+	if !be.valid(n) {
+		if i == 0 {
+			l.m.log.Error("opentrack: integration returned a BatchError that does not match the batch; failing the whole batch",
+				slog.String("integration", l.name), slog.Int("events", n), slog.Any("error", err))
+		}
+		return err
+	}
+	ierr := be.Failed[i]
+	if ierr == nil {
+		return nil
+	}
+	if err != error(be) {
+		// The BatchError was wrapped: carry the outer marks over.
+		if d, ok := RetryAfterDelay(err); ok {
+			ierr = RetryAfter(ierr, d)
+		}
+		if IsPermanent(err) {
+			ierr = Permanent(ierr)
+		}
+	}
+	return ierr
+}
+
+// valid reports whether e names at least one event, each within a batch of n,
+// each with a non-nil error.
+func (e *BatchError) valid(n int) bool {
+	if len(e.Failed) == 0 {
+		return false
+	}
+	for i, err := range e.Failed {
+		if i < 0 || i >= n || err == nil {
+			return false
+		}
+	}
+	return true
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -35,6 +36,10 @@ type Manager struct {
 	shutdownErr  error
 }
 
+// maxIntegrations bounds Options.Integrations: an event's targets are a
+// 64-bit mask.
+const maxIntegrations = 64
+
 // New returns a Manager delivering to opts.Integrations and starts their
 // workers. It returns a [*ConfigError] for an invalid option or a duplicate
 // integration name.
@@ -55,6 +60,9 @@ func New(opts Options) (*Manager, error) {
 			n = DefaultDedupWindow
 		}
 		m.dedup = newDedup(n)
+	}
+	if len(opts.Integrations) > maxIntegrations {
+		return nil, &ConfigError{"Integrations", fmt.Sprintf("at most %d integrations are supported", maxIntegrations)}
 	}
 	seen := map[string]bool{}
 	for i, in := range opts.Integrations {
@@ -93,9 +101,10 @@ func New(opts Options) (*Manager, error) {
 // journal and is not used yet.
 //
 // Enqueue is all or nothing: if any target queue lacks room it returns
-// [ErrQueueFull] and enqueues none of them. After Shutdown it returns
-// [ErrClosed]. An event whose messageId was accepted within the dedup window
-// is counted as deduplicated and not enqueued again; that is not an error.
+// [ErrQueueFull] and enqueues none of them; if the events can never fit in a
+// target queue, [ErrTooLarge]. After Shutdown it returns [ErrClosed]. An
+// event whose messageId was accepted within the dedup window is counted as
+// deduplicated and not enqueued again; that is not an error.
 func (m *Manager) Enqueue(ctx context.Context, events ...spec.Event) error {
 	_ = ctx
 	m.intake.RLock()
@@ -111,12 +120,10 @@ func (m *Manager) Enqueue(ctx context.Context, events ...spec.Event) error {
 		defer m.dedup.mu.Unlock()
 	}
 	// Work out each event's targets and how much room each lane needs.
-	var batch [16]uint64
-	targets := batch[:0]
-	if len(m.lanes) > 64 {
-		return errors.New("opentrack: more than 64 integrations is not supported")
-	}
+	var buf [16]uint64
+	targets := buf[:0]
 	need := make([]int, len(m.lanes))
+	dups := make([]int, len(m.lanes))
 	var inRequest map[string]bool
 	for _, e := range events {
 		var mask uint64
@@ -137,7 +144,7 @@ func (m *Manager) Enqueue(ctx context.Context, events ...spec.Event) error {
 				continue
 			}
 			if dup {
-				l.deduplicated.Add(1)
+				dups[i]++
 				continue
 			}
 			mask |= 1 << i
@@ -145,21 +152,29 @@ func (m *Manager) Enqueue(ctx context.Context, events ...spec.Event) error {
 		}
 		targets = append(targets, mask)
 	}
+	for i, l := range m.lanes {
+		if need[i] > l.d.QueueSize {
+			return ErrTooLarge
+		}
+	}
 	if err := m.reserve(need); err != nil {
 		return err
 	}
 	now := time.Now()
 	for i, l := range m.lanes {
+		if dups[i] > 0 {
+			l.deduplicated.Add(uint64(dups[i]))
+		}
 		if need[i] == 0 {
 			continue
 		}
-		seq := l.assign(need[i], now)
+		items := make([]*item, 0, need[i])
 		for j, e := range events {
 			if targets[j]&(1<<i) != 0 {
-				l.ch <- &item{seq: seq, ev: e, size: eventSize(e)}
-				seq++
+				items = append(items, &item{ev: e, size: eventSize(e), at: now})
 			}
 		}
+		l.appendLocked(items)
 	}
 	if m.dedup != nil {
 		for j, e := range events {
@@ -173,17 +188,15 @@ func (m *Manager) Enqueue(ctx context.Context, events ...spec.Event) error {
 
 // reserve checks every lane with need[i] > 0 for room, with all their locks
 // held, so that the events go into all their queues or none. The locks are
-// released by assign (on success) or here (on failure).
+// released by appendLocked (on success) or here (on failure).
 func (m *Manager) reserve(need []int) error {
-	locked := 0
 	for i, l := range m.lanes {
 		if need[i] == 0 {
 			continue
 		}
 		l.mu.Lock()
-		locked = i + 1
 		if !l.hasRoom(need[i]) {
-			for k := 0; k < locked; k++ {
+			for k := 0; k <= i; k++ {
 				if need[k] > 0 {
 					m.lanes[k].mu.Unlock()
 				}
@@ -237,8 +250,12 @@ func eventSize(e spec.Event) int {
 // or given up on by every integration, then calls Flush on the integrations
 // that implement [Flusher]. Batches being collected are sent at once rather
 // than at their interval. It returns ctx's error if ctx ends first, and the
-// Flusher errors joined.
+// Flusher errors joined. After Shutdown has begun it returns [ErrClosed]:
+// Shutdown flushes by itself.
 func (m *Manager) Flush(ctx context.Context) error {
+	if m.Closed() {
+		return ErrClosed
+	}
 	for _, l := range m.lanes {
 		if err := l.waitSettled(ctx); err != nil {
 			return err
@@ -247,8 +264,8 @@ func (m *Manager) Flush(ctx context.Context) error {
 	var errs []error
 	for _, l := range m.lanes {
 		if f, ok := l.in.(Flusher); ok {
-			if err := f.Flush(ctx); err != nil {
-				errs = append(errs, fmt.Errorf("opentrack: flush %s: %w", l.name, err))
+			if err := l.hook("Flush", func() error { return f.Flush(ctx) }); err != nil {
+				errs = append(errs, err)
 			}
 		}
 	}
@@ -289,13 +306,20 @@ func (m *Manager) shutdown(ctx context.Context) error {
 	case <-drained:
 	case <-ctx.Done():
 		errs = append(errs, ctx.Err())
+		// Cancel calls in flight and retry waits; workers then fail what
+		// they hold without calling the integration again.
 		for _, l := range m.lanes {
 			l.cancel(fmt.Errorf("%w before delivery: %w", ErrClosed, context.Cause(ctx)))
 		}
 		select {
 		case <-drained:
 		case <-time.After(closeGrace):
-			m.log.Error("opentrack: integrations still running after shutdown deadline")
+			m.log.Error("opentrack: integration calls still running after the shutdown deadline; Close may run alongside them")
+		}
+		// Report whatever is still unsettled: nothing accepted leaves
+		// Shutdown unaccounted for.
+		for _, l := range m.lanes {
+			l.failPending(context.Cause(l.ctx))
 		}
 	}
 
@@ -307,13 +331,13 @@ func (m *Manager) shutdown(ctx context.Context) error {
 	}
 	for _, l := range m.lanes {
 		if f, ok := l.in.(Flusher); ok {
-			if err := f.Flush(cctx); err != nil {
-				errs = append(errs, fmt.Errorf("opentrack: flush %s: %w", l.name, err))
+			if err := l.hook("Flush", func() error { return f.Flush(cctx) }); err != nil {
+				errs = append(errs, err)
 			}
 		}
 		if c, ok := l.in.(Closer); ok {
-			if err := c.Close(cctx); err != nil {
-				errs = append(errs, fmt.Errorf("opentrack: close %s: %w", l.name, err))
+			if err := l.hook("Close", func() error { return c.Close(cctx) }); err != nil {
+				errs = append(errs, err)
 			}
 		}
 	}
@@ -342,7 +366,10 @@ func (m *Manager) Closed() bool {
 	return m.closed
 }
 
-func (m *Manager) fail(l *lane, it *item, err error) {
+// report counts, logs and hands to OnFailure an event given up on. A
+// panicking OnFailure is recovered and logged, so one bad dead-letter sink
+// cannot take the process and every queued event down with it.
+func (m *Manager) report(l *lane, it *item, err error) {
 	l.failed.Add(1)
 	m.log.Warn("opentrack: event not delivered",
 		slog.String("integration", l.name),
@@ -350,9 +377,16 @@ func (m *Manager) fail(l *lane, it *item, err error) {
 		slog.String("type", string(it.ev.Fields().Type)),
 		slog.Int("attempts", it.attempts),
 		slog.Any("error", err))
-	if m.onFailure != nil {
-		m.onFailure(Failure{Integration: l.name, Event: it.ev, Err: err, Attempts: it.attempts})
+	if m.onFailure == nil {
+		return
 	}
+	defer func() {
+		if r := recover(); r != nil {
+			m.log.Error("opentrack: OnFailure panicked", slog.String("integration", l.name),
+				slog.Any("panic", r), slog.String("stack", string(debug.Stack())))
+		}
+	}()
+	m.onFailure(Failure{Integration: l.name, Event: it.ev, Err: err, Attempts: it.attempts})
 }
 
 // dedup remembers the last n messageIds accepted.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -362,8 +364,8 @@ func TestManagerQueueFullIsAllOrNothing(t *testing.T) {
 	if got := other.ids(); got["m4"] != 0 || got["m5"] != 0 || got["m6"] != 1 {
 		t.Errorf("Other received %v: a refused request must leave nothing behind", got)
 	}
-	if s := statsOf(t, m, "Slow"); s.Accepted != 3 || s.Delivered != 3 {
-		t.Errorf("Slow stats = %+v, want 3 accepted and delivered", s)
+	if s := statsOf(t, m, "Slow"); s.Accepted != 3 || s.Delivered != 3 || s.Deduplicated != 0 {
+		t.Errorf("Slow stats = %+v, want 3 accepted and delivered, none deduplicated", s)
 	}
 	// A refused request's ids are not remembered: its retry is accepted.
 	if err := m.Enqueue(ctx, track("m4")); err != nil {
@@ -660,13 +662,26 @@ type tuned struct {
 
 func (t tuned) Delivery() opentrack.Delivery { return t.d }
 
+type tunedBlocker struct {
+	*blocker
+	d opentrack.Delivery
+}
+
+func (t tunedBlocker) Delivery() opentrack.Delivery { return t.d }
+
 func TestManagerDeliveryTunerOverridesDefaults(t *testing.T) {
-	in := tuned{recorder: newRecorder("A"), d: opentrack.Delivery{QueueSize: 1, Workers: 1}}
-	in.recorder.fail = func(spec.Event, int) error { time.Sleep(10 * time.Millisecond); return nil }
+	in := tunedBlocker{blocker: newBlocker("A"), d: opentrack.Delivery{QueueSize: 1, Workers: 1}}
 	m := newManager(t, opentrack.Options{Integrations: []opentrack.Integration{in}})
-	if err := m.Enqueue(t.Context(), track("m1"), track("m2")); !errors.Is(err, opentrack.ErrQueueFull) {
-		t.Errorf("Enqueue of 2 into a tuned queue of 1 = %v, want ErrQueueFull", err)
+	if err := m.Enqueue(t.Context(), track("m1"), track("m2")); !errors.Is(err, opentrack.ErrTooLarge) {
+		t.Errorf("Enqueue of 2 into a tuned queue of 1 = %v, want ErrTooLarge", err)
 	}
+	if err := m.Enqueue(t.Context(), track("m1")); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Enqueue(t.Context(), track("m2")); !errors.Is(err, opentrack.ErrQueueFull) {
+		t.Errorf("Enqueue into a full tuned queue of 1 = %v, want ErrQueueFull", err)
+	}
+	close(in.release)
 }
 
 func TestNewRejectsBadOptions(t *testing.T) {
@@ -737,5 +752,212 @@ func TestFuncAndBaseIntegrations(t *testing.T) {
 	}
 	if s := statsOf(t, m, "Noop"); s.Delivered != 6 {
 		t.Errorf("Base delivered %d, want 6", s.Delivered)
+	}
+}
+
+// stuck ignores its context: a call never returns until released.
+type stuck struct {
+	opentrack.Base
+	release chan struct{}
+	calls   atomic.Int64
+}
+
+func (s *stuck) Track(context.Context, *spec.Track) error {
+	s.calls.Add(1)
+	<-s.release
+	return nil
+}
+
+func TestManagerShutdownAccountsForEveryEventEvenWhenCallsHang(t *testing.T) {
+	in := &stuck{Base: opentrack.Base{ID: "Stuck"}, release: make(chan struct{})}
+	defer close(in.release)
+	var f failures
+	m, err := opentrack.New(opentrack.Options{Integrations: []opentrack.Integration{in}, OnFailure: f.hook, Logger: quietLogger(),
+		Delivery: opentrack.Delivery{Workers: 2}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 50
+	for i := range n {
+		if err := m.Enqueue(t.Context(), track(fmt.Sprint("m", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Millisecond)
+	defer cancel()
+	if err := m.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Shutdown = %v, want DeadlineExceeded", err)
+	}
+	// When Shutdown returns, every accepted event has been reported, though
+	// two calls are still stuck.
+	if got := len(f.get()); got != n {
+		t.Errorf("OnFailure got %d events when Shutdown returned, want %d", got, n)
+	}
+	if s := m.Stats()[0]; s.Queued != 0 || s.Failed != n {
+		t.Errorf("stats = %+v, want nothing queued and %d failed", s, n)
+	}
+	if c := in.calls.Load(); c != 2 {
+		t.Errorf("integration called %d times, want only the 2 stuck calls: nothing is sent after the deadline", c)
+	}
+}
+
+func TestManagerShutdownDoesNotCallIntegrationAfterDeadline(t *testing.T) {
+	slow := newBlocker("Slow")
+	var f failures
+	m, err := opentrack.New(opentrack.Options{Integrations: []opentrack.Integration{slow}, OnFailure: f.hook, Logger: quietLogger(),
+		Delivery: opentrack.Delivery{Workers: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 100 {
+		if err := m.Enqueue(t.Context(), track(fmt.Sprint("m", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	<-slow.started
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Millisecond)
+	defer cancel()
+	_ = m.Shutdown(ctx)
+	if n := len(slow.started); n != 0 {
+		t.Errorf("%d more calls started after the first, during a cancelled shutdown", n)
+	}
+	if len(f.get()) != 100 {
+		t.Errorf("OnFailure got %d, want 100", len(f.get()))
+	}
+}
+
+func TestManagerTreatsMismatchedBatchErrorAsWholeBatchFailure(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		err  func() error
+	}{
+		{"index out of range", func() error { be := &opentrack.BatchError{}; be.Fail(7, errTransient); return be }},
+		{"nil error", func() error { return &opentrack.BatchError{Failed: map[int]error{0: nil}} }},
+		{"empty", func() error { return &opentrack.BatchError{} }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var calls atomic.Int64
+			b := &funcBatcher{Base: opentrack.Base{ID: "W"}, fn: func(events []spec.Event) error {
+				if calls.Add(1) == 1 {
+					return tc.err()
+				}
+				return nil
+			}}
+			m := newManager(t, opentrack.Options{Integrations: []opentrack.Integration{b}, Delivery: opentrack.Delivery{Retry: fastRetry}})
+			if err := m.Enqueue(t.Context(), track("m1"), track("m2")); err != nil {
+				t.Fatal(err)
+			}
+			flush(t, m)
+			if s := statsOf(t, m, "W"); calls.Load() != 2 || s.Retried != 2 || s.Delivered != 2 {
+				t.Errorf("calls = %d, stats = %+v; want the whole batch retried once, then delivered", calls.Load(), s)
+			}
+		})
+	}
+}
+
+func TestManagerHonoursMarksAroundBatchError(t *testing.T) {
+	var calls atomic.Int64
+	b := &funcBatcher{Base: opentrack.Base{ID: "W"}, fn: func(events []spec.Event) error {
+		calls.Add(1)
+		be := &opentrack.BatchError{}
+		be.Fail(0, errTransient)
+		return opentrack.Permanent(be)
+	}}
+	var f failures
+	m := newManager(t, opentrack.Options{Integrations: []opentrack.Integration{b}, OnFailure: f.hook, Delivery: opentrack.Delivery{Retry: fastRetry}})
+	if err := m.Enqueue(t.Context(), track("m1"), track("m2")); err != nil {
+		t.Fatal(err)
+	}
+	flush(t, m)
+	if calls.Load() != 1 || len(f.get()) != 1 || f.get()[0].Event.Fields().MessageID != "m1" {
+		t.Errorf("calls = %d, failures = %+v; want one call and m1 failed permanently", calls.Load(), f.get())
+	}
+}
+
+type funcBatcher struct {
+	opentrack.Base
+	fn func([]spec.Event) error
+}
+
+func (b *funcBatcher) Batch(_ context.Context, events []spec.Event) error { return b.fn(events) }
+
+type panicky struct {
+	*recorder
+	flushPanics bool
+}
+
+func (p *panicky) Flush(context.Context) error {
+	if p.flushPanics {
+		panic("flush bug")
+	}
+	return nil
+}
+
+func TestManagerRecoversPanicsInHooks(t *testing.T) {
+	a := &panicky{recorder: newRecorder("A"), flushPanics: true}
+	a.recorder.fail = func(spec.Event, int) error { return opentrack.Permanent(errors.New("no")) }
+	b := newRecorder("B")
+	var hookCalls atomic.Int64
+	m, err := opentrack.New(opentrack.Options{Integrations: []opentrack.Integration{a, b}, Logger: quietLogger(),
+		OnFailure: func(opentrack.Failure) { hookCalls.Add(1); panic("dead-letter sink down") }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Enqueue(t.Context(), track("m1")); err != nil {
+		t.Fatal(err)
+	}
+	err = m.Shutdown(t.Context())
+	if err == nil || !strings.Contains(err.Error(), "flush bug") {
+		t.Errorf("Shutdown = %v, want the Flush panic as an error", err)
+	}
+	if hookCalls.Load() != 1 {
+		t.Errorf("OnFailure called %d times, want 1 (its panic recovered)", hookCalls.Load())
+	}
+	if a.closed != 1 || b.closed != 1 {
+		t.Errorf("closed A %d, B %d times; a panicking Flush must not stop the other Closes", a.closed, b.closed)
+	}
+	if err := m.Flush(t.Context()); !errors.Is(err, opentrack.ErrClosed) {
+		t.Errorf("Flush after Shutdown = %v, want ErrClosed", err)
+	}
+}
+
+func TestManagerGivesUpOnInitUnderRetryPolicy(t *testing.T) {
+	in := &initer{recorder: newRecorder("A"), failUntil: 1 << 30}
+	var f failures
+	m := newManager(t, opentrack.Options{Integrations: []opentrack.Integration{in}, OnFailure: f.hook,
+		Delivery: opentrack.Delivery{Retry: fastRetry}})
+	if err := m.Enqueue(t.Context(), track("m1")); err != nil {
+		t.Fatal(err)
+	}
+	flush(t, m)
+	s := statsOf(t, m, "A")
+	if in.inits.Load() != int64(fastRetry.MaxAttempts) || s.Ready || s.Err == nil || !errors.Is(s.Err, errTransient) {
+		t.Errorf("inits = %d, stats = %+v; want %d attempts, then not ready with the Init error", in.inits.Load(), s, fastRetry.MaxAttempts)
+	}
+	if got := f.get(); len(got) != 1 || len(in.got()) != 0 {
+		t.Errorf("failures = %v; want the event reported", got)
+	}
+}
+
+func TestManagerFlushSeesEventsEnqueuedConcurrently(t *testing.T) {
+	b := &batcher{Base: opentrack.Base{ID: "W"}}
+	m := newManager(t, opentrack.Options{Integrations: []opentrack.Integration{b}, DisableDedup: true,
+		Delivery: opentrack.Delivery{QueueSize: 100000, Batch: opentrack.BatchOptions{Interval: time.Hour}}})
+	events := make([]spec.Event, 3000)
+	for i := range events {
+		events[i] = track(fmt.Sprint("m", i))
+	}
+	for round := range 30 {
+		before := statsOf(t, m, "W").Accepted
+		go func() { _ = m.Enqueue(t.Context(), events...) }()
+		for statsOf(t, m, "W").Accepted == before {
+			runtime.Gosched()
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		err := m.Flush(ctx) // must not wait for the hour-long interval
+		cancel()
+		if err != nil {
+			t.Fatalf("round %d: Flush = %v", round, err)
+		}
 	}
 }

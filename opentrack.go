@@ -24,8 +24,8 @@ const (
 	DefaultDedupWindow    = 100000
 )
 
-// Errors returned by [Manager.Enqueue]; the Handler answers both with 503 and
-// a Retry-After header.
+// Errors returned by [Manager.Enqueue]. The Handler answers ErrQueueFull and
+// ErrClosed with 503 and a Retry-After header, ErrTooLarge with 413.
 var (
 	// ErrQueueFull means a target integration's queue has no room for the
 	// events; none of them was enqueued.
@@ -33,6 +33,9 @@ var (
 	// ErrClosed means the Manager is shutting down or shut down; nothing was
 	// enqueued.
 	ErrClosed = errors.New("opentrack: manager closed")
+	// ErrTooLarge means one call holds more events for an integration than
+	// its whole queue (Delivery.QueueSize) can; sending it again cannot help.
+	ErrTooLarge = errors.New("opentrack: more events than an integration's queue holds")
 )
 
 // Options configures a [Manager]. The zero value of every field means its
@@ -83,8 +86,9 @@ type Delivery struct {
 	Batch BatchOptions
 }
 
-// RetryPolicy bounds the retries of a failed delivery: exponential backoff
-// with full jitter between InitialBackoff and MaxBackoff, stopping after
+// RetryPolicy bounds the retries of a failed delivery, and of a failed Init:
+// exponential backoff with jitter (each wait is drawn between half and all of
+// InitialBackoff·2ⁿ, capped at MaxBackoff), stopping after
 // MaxAttempts attempts or MaxElapsedTime since the first, whichever comes
 // first. A [RetryAfter] error waits at least as long as it asks.
 type RetryPolicy struct {
@@ -98,7 +102,9 @@ type RetryPolicy struct {
 	// MaxElapsedTime caps the time from the first attempt to the last.
 	// Default DefaultMaxElapsedTime.
 	MaxElapsedTime time.Duration
-	// Disable makes every failure final after one attempt.
+	// Disable makes every failure final after one attempt. It is a one-way
+	// switch: set in Options.Delivery, a DeliveryTuner cannot turn retries
+	// back on for its integration.
 	Disable bool
 }
 
@@ -150,6 +156,12 @@ type Stats struct {
 	// Position is the integration's delivery position: every event with a
 	// sequence number below it has been delivered or failed.
 	Position uint64
+	// Ready reports whether the integration is initialized (see
+	// Initializer) and taking events.
+	Ready bool
+	// Err is the error that disabled the integration, when its Init failed
+	// for good; its events then go to OnFailure. Nil otherwise.
+	Err error
 }
 
 // ConfigError reports an invalid [Options] field, from [New].

@@ -117,8 +117,8 @@ func run(ctx context.Context, getenv func(string) string, log *slog.Logger, read
 	}
 	srv := &http.Server{
 		Handler:           mux,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
@@ -137,15 +137,19 @@ func run(ctx context.Context, getenv func(string) string, log *slog.Logger, read
 	}
 
 	log.Info("shutting down", slog.Duration("timeout", timeout))
-	sctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	// Stop taking requests and let the ones in flight finish, then deliver
-	// everything accepted.
-	err = srv.Shutdown(sctx)
+	deadline := time.Now().Add(timeout)
+	// Stop taking requests and let the ones in flight finish, within half
+	// the budget: a slow client must not eat the time the deliveries need.
+	hctx, hcancel := context.WithTimeout(context.Background(), timeout/2)
+	defer hcancel()
+	err = srv.Shutdown(hctx)
 	if errors.Is(err, context.DeadlineExceeded) {
-		_ = srv.Close()
+		err = errors.Join(err, srv.Close())
 	}
-	err = errors.Join(err, m.Shutdown(sctx))
+	// Then deliver everything accepted, within the rest.
+	mctx, mcancel := context.WithDeadline(context.Background(), deadline)
+	defer mcancel()
+	err = errors.Join(err, m.Shutdown(mctx))
 	for _, s := range m.Stats() {
 		log.Info("delivery", slog.String("integration", s.Integration), slog.Uint64("accepted", s.Accepted),
 			slog.Uint64("delivered", s.Delivered), slog.Uint64("failed", s.Failed))
