@@ -224,7 +224,11 @@ func ParseRetryAfter(v string, now time.Time) time.Duration {
 		}
 		return time.Duration(s) * time.Second
 	}
-	if t, err := http.ParseTime(v); err == nil {
+	t, err := http.ParseTime(v) // the three HTTP date forms, in GMT
+	if err != nil {
+		t, err = time.Parse(time.RFC1123, v) // other zones, as some servers send
+	}
+	if err == nil {
 		if d := t.Sub(now); d > 0 {
 			return d
 		}

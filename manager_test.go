@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"runtime"
 	"strings"
 	"sync"
@@ -722,7 +723,9 @@ func TestErrorMarkers(t *testing.T) {
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	for v, want := range map[string]time.Duration{
 		"120": 2 * time.Minute, "": 0, "-3": 0, "soon": 0,
-		now.Add(90 * time.Second).Format(time.RFC1123): 90 * time.Second,
+		now.Add(90 * time.Second).Format(time.RFC1123):                90 * time.Second,
+		now.Add(time.Minute).Format(http.TimeFormat):                  time.Minute,
+		now.Add(time.Minute).Format("Monday, 02-Jan-06 15:04:05 GMT"): time.Minute,
 	} {
 		if got := opentrack.ParseRetryAfter(v, now); got != want {
 			t.Errorf("ParseRetryAfter(%q) = %v, want %v", v, got, want)
