@@ -1,16 +1,20 @@
 // Package integrationtest is a conformance suite for OpenTrack integrations,
 // built-in or your own. It drives an integration through a real
-// opentrack.Manager against a stand-in of its backend and checks the
-// contract of opentrack.Integration: every call arrives, transient failures
-// are retried until delivered, permanent ones are reported without retries,
-// a cancelled context is honoured, concurrent delivery is safe, and Close
-// may be called twice.
+// opentrack.Manager, and through direct calls, against a stand-in of its
+// backend and checks the contract of opentrack.Integration: every call
+// arrives, transient failures are retried until delivered, permanent ones
+// are reported without retries, a cancelled context is honoured, concurrent
+// delivery is safe, events are not kept after a call returns, calls after
+// Close fail, and Close may be called twice.
 //
 // An integration's test supplies a [Harness]:
 //
 //	func TestConformance(t *testing.T) {
 //		integrationtest.Run(t, &harness{})
 //	}
+//
+// Run the suite with -race: some cases can only fail through the race
+// detector.
 package integrationtest
 
 import (
@@ -28,17 +32,29 @@ import (
 )
 
 // Harness connects the suite to an integration and a stand-in of its
-// backend. Each case calls New for a fresh integration and backend.
+// backend. Each case (each subtest, where a case has several) calls New
+// once, for a fresh integration and backend, and then uses the other
+// methods on that backend. Cases run one after the other, never in
+// parallel.
 type Harness interface {
 	// New returns an integration wired to a fresh stand-in backend; the
-	// harness cleans both up with t.Cleanup.
+	// harness cleans both up with t.Cleanup. The suite may call the
+	// integration's Init, Batch or per-call methods, Flush and Close itself
+	// as well as through a Manager, and may call them after Close.
 	New(t *testing.T) opentrack.Integration
 	// Received returns how many events of each call type the backend holds,
-	// decoded from what it received on the wire.
+	// decoded from what it received on the wire. It may be called at any
+	// time, after Close too.
 	Received(t *testing.T) map[spec.Type]int
 	// FailNext makes the backend fail its next n requests: transiently (a
-	// 503, a write error) or permanently (a 400). It returns false if the
-	// backend cannot fail that way; the case is then skipped.
+	// 503, a write error) or permanently (a 400). The suite calls it only
+	// once the integration is initialised (Init, if any, has returned) and
+	// has delivered an event through the Manager, so the failures fall on
+	// the requests that deliver the case's next event, not on Init or
+	// first-use set-up. A backend that takes one event in several requests
+	// (a row per table) may fail more than n, so that a permanent failure
+	// leaves nothing of the event stored. It returns false if the backend
+	// cannot fail that way; the case is then skipped.
 	FailNext(t *testing.T, n int, permanent bool) bool
 	// Types lists the call types the integration stores; the suite expects
 	// exactly one backend record per event of these types.
@@ -74,6 +90,8 @@ func Run(t *testing.T, h Harness) {
 	t.Run("ReportsPermanentFailuresWithoutRetry", func(t *testing.T) { testPermanent(t, h) })
 	t.Run("HonoursCancelledContext", func(t *testing.T) { testCancelled(t, h) })
 	t.Run("ConcurrentDelivery", func(t *testing.T) { testConcurrent(t, h) })
+	t.Run("DoesNotRetainEvents", func(t *testing.T) { testDoesNotRetain(t, h) })
+	t.Run("CallAfterCloseFails", func(t *testing.T) { testCallAfterClose(t, h) })
 	t.Run("CloseTwice", func(t *testing.T) { testCloseTwice(t, h) })
 }
 
@@ -174,13 +192,31 @@ func testDeliversEveryCall(t *testing.T, h Harness) {
 	}
 }
 
+// warmUp delivers one event through m and flushes, so that the
+// integration's Init and first-use set-up have run before a case arms
+// FailNext. It returns the counts the backend then holds.
+func warmUp(t *testing.T, h Harness, m *opentrack.Manager) map[spec.Type]int {
+	t.Helper()
+	e := only(Events("warmup"), h.Types())[:1]
+	if err := m.Enqueue(t.Context(), e...); err != nil {
+		t.Fatal(err)
+	}
+	flush(t, m)
+	want := map[spec.Type]int{e[0].Fields().Type: 1}
+	checkReceived(t, h, want)
+	if t.Failed() {
+		t.FailNow()
+	}
+	return want
+}
+
 func testRetriesTransient(t *testing.T, h Harness) {
 	var f failures
-	in := h.New(t)
+	m := manager(t, h.New(t), &f)
+	want := warmUp(t, h, m)
 	if !h.FailNext(t, 2, false) {
 		t.Skip("the backend cannot fail transiently")
 	}
-	m := manager(t, in, &f)
 	e := only(Events("transient"), h.Types())[:1]
 	if err := m.Enqueue(t.Context(), e...); err != nil {
 		t.Fatal(err)
@@ -191,16 +227,20 @@ func testRetriesTransient(t *testing.T, h Harness) {
 	}
 	// Whether the integration retried by itself (as the BigQuery client
 	// does) or the Manager did, the event must land exactly once.
-	checkReceived(t, h, map[spec.Type]int{e[0].Fields().Type: 1})
+	want[e[0].Fields().Type]++
+	checkReceived(t, h, want)
+	if s := m.Stats()[0]; s.Delivered != 2 || s.Failed != 0 {
+		t.Errorf("Delivered = %d, Failed = %d; want 2 (warm-up included) and 0", s.Delivered, s.Failed)
+	}
 }
 
 func testPermanent(t *testing.T, h Harness) {
 	var f failures
-	in := h.New(t)
+	m := manager(t, h.New(t), &f)
+	want := warmUp(t, h, m)
 	if !h.FailNext(t, 1, true) {
 		t.Skip("the backend cannot fail permanently")
 	}
-	m := manager(t, in, &f)
 	e := only(Events("permanent"), h.Types())[:1]
 	if err := m.Enqueue(t.Context(), e...); err != nil {
 		t.Fatal(err)
@@ -212,25 +252,54 @@ func testPermanent(t *testing.T, h Harness) {
 	if !opentrack.IsPermanent(f.list[0].Err) || f.list[0].Attempts != 1 {
 		t.Errorf("failure = %+v, want a Permanent error after 1 attempt", f.list[0])
 	}
-	checkReceived(t, h, map[spec.Type]int{})
+	if id := f.list[0].Event.Fields().MessageID; id != e[0].Fields().MessageID {
+		t.Errorf("failure reported for event %q, want %q", id, e[0].Fields().MessageID)
+	}
+	checkReceived(t, h, want) // the warm-up only
+	if s := m.Stats()[0]; s.Delivered != 1 || s.Failed != 1 || s.Retried != 0 {
+		t.Errorf("Delivered = %d, Failed = %d, Retried = %d; want 1 (the warm-up), 1 and 0", s.Delivered, s.Failed, s.Retried)
+	}
 }
 
-func testCancelled(t *testing.T, h Harness) {
-	in := h.New(t)
+// call hands events to in directly, as the Manager would: in one Batch for
+// a Batcher, else one call per event (stopping at the first error).
+func call(ctx context.Context, in opentrack.Integration, events []spec.Event) error {
+	if b, ok := in.(opentrack.Batcher); ok {
+		return b.Batch(ctx, events)
+	}
+	for _, e := range events {
+		if err := opentrack.Deliver(ctx, in, e); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// initialise calls in's Init, if it has one.
+func initialise(t *testing.T, in opentrack.Integration) {
+	t.Helper()
 	if i, ok := in.(opentrack.Initializer); ok {
 		if err := i.Init(t.Context()); err != nil {
 			t.Fatalf("Init: %v", err)
 		}
 	}
+}
+
+func count(events []spec.Event) map[spec.Type]int {
+	out := map[spec.Type]int{}
+	for _, e := range events {
+		out[e.Fields().Type]++
+	}
+	return out
+}
+
+func testCancelled(t *testing.T, h Harness) {
+	in := h.New(t)
+	initialise(t, in)
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	e := only(Events("cancelled"), h.Types())[:1]
-	var err error
-	if b, ok := in.(opentrack.Batcher); ok {
-		err = b.Batch(ctx, e)
-	} else {
-		err = opentrack.Deliver(ctx, in, e[0])
-	}
+	err := call(ctx, in, e)
 	if err == nil {
 		t.Errorf("a call with a cancelled context returned nil")
 	}
@@ -269,6 +338,124 @@ func testConcurrent(t *testing.T, h Harness) {
 	flush(t, m)
 	if f.n() != 0 {
 		t.Fatalf("%d events reported as failed", f.n())
+	}
+	checkReceived(t, h, want)
+}
+
+// scribble changes every map and string of e in place, as a caller that
+// reuses its events would, and gives it the call type ty.
+func scribble(e spec.Event, ty spec.Type) {
+	c := e.Fields()
+	c.Type = ty
+	c.MessageID += "-reused"
+	c.UserID, c.AnonymousID = "someone-else", "anon-else"
+	reuse := func(m map[string]any) {
+		if m == nil {
+			return
+		}
+		clear(m)
+		m["reused"] = true
+	}
+	reuse(c.Context)
+	switch ev := e.(type) {
+	case *spec.Track:
+		ev.Event = "Something Else"
+		reuse(ev.Properties)
+	case *spec.Identify:
+		reuse(ev.Traits)
+	case *spec.Page:
+		ev.Name = "Else"
+		reuse(ev.Properties)
+	case *spec.Screen:
+		ev.Name = "Else"
+		reuse(ev.Properties)
+	case *spec.Group:
+		ev.GroupID = "else"
+		reuse(ev.Traits)
+	case *spec.Alias:
+		ev.PreviousID = "else"
+	}
+}
+
+// testDoesNotRetain checks that an integration does not keep the events,
+// or a Batcher the slice, after a call returns: the caller then changes
+// them all into one call type and overwrites the slice, and whatever the
+// integration writes later (on Flush or Close) would change the backend's
+// counts; an integration that reads them from another goroutine fails
+// under -race.
+func testDoesNotRetain(t *testing.T, h Harness) {
+	types := h.Types()
+	t.Run("DirectCalls", func(t *testing.T) {
+		in := h.New(t)
+		initialise(t, in)
+		events := only(Events("retain"), types)
+		want := count(events)
+		batch := append([]spec.Event(nil), events...)
+		if err := call(t.Context(), in, batch); err != nil {
+			t.Fatalf("delivery: %v", err)
+		}
+		for i, e := range events {
+			scribble(e, types[0])
+			batch[i] = events[0]
+		}
+		if f, ok := in.(opentrack.Flusher); ok {
+			if err := f.Flush(t.Context()); err != nil {
+				t.Fatalf("Flush: %v", err)
+			}
+		}
+		if c, ok := in.(opentrack.Closer); ok {
+			if err := c.Close(t.Context()); err != nil {
+				t.Fatalf("Close: %v", err)
+			}
+		}
+		checkReceived(t, h, want)
+	})
+	t.Run("Manager", func(t *testing.T) {
+		var f failures
+		m := manager(t, h.New(t), &f)
+		events := only(Events("retain"), types)
+		want := count(events)
+		if err := m.Enqueue(t.Context(), events...); err != nil {
+			t.Fatal(err)
+		}
+		flush(t, m)
+		for _, e := range events {
+			scribble(e, types[0])
+		}
+		flush(t, m)
+		ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+		defer cancel()
+		if err := m.Shutdown(ctx); err != nil {
+			t.Fatalf("Shutdown: %v", err)
+		}
+		if f.n() != 0 {
+			t.Fatalf("%d events reported as failed: %+v", f.n(), f.list)
+		}
+		checkReceived(t, h, want)
+	})
+}
+
+func testCallAfterClose(t *testing.T, h Harness) {
+	in := h.New(t)
+	c, ok := in.(opentrack.Closer)
+	if !ok {
+		t.Skip("the integration has no Close")
+	}
+	initialise(t, in)
+	e := only(Events("beforeclose"), h.Types())[:1]
+	if err := call(t.Context(), in, e); err != nil {
+		t.Fatalf("delivery before Close: %v", err)
+	}
+	want := count(e)
+	checkReceived(t, h, want)
+	if err := c.Close(t.Context()); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	after := only(Events("afterclose"), h.Types())
+	for i := range after {
+		if err := call(t.Context(), in, after[i:i+1]); err == nil {
+			t.Errorf("%s call after Close returned nil", after[i].Fields().Type)
+		}
 	}
 	checkReceived(t, h, want)
 }

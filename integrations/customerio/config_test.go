@@ -3,6 +3,7 @@ package customerio
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"net/http"
 	"strings"
 	"testing"
@@ -236,5 +237,24 @@ func TestClose(t *testing.T) {
 	}
 	if len(srv.Calls()) != 1 {
 		t.Errorf("%d calls", len(srv.Calls()))
+	}
+}
+
+func TestCallsAfterCloseFail(t *testing.T) {
+	in, srv := newTestIntegration(t, nil)
+	if err := in.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for name, e := range sampleEvents() {
+		err := opentrack.Deliver(context.Background(), in, e)
+		if !errors.Is(err, ErrClosed) || !opentrack.IsPermanent(err) {
+			t.Errorf("%s after Close = %v, want a permanent ErrClosed", name, err)
+		}
+	}
+	if err := in.Close(context.Background()); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+	if n := srv.Attempts(); n != 0 {
+		t.Errorf("the Track API got %d requests after Close, want 0", n)
 	}
 }

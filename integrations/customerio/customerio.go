@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	cio "github.com/customerio/go-customerio/v3"
@@ -21,6 +22,11 @@ import (
 
 // Name is the integration's name in Segment's "integrations" object.
 const Name = "Customer.io"
+
+// ErrClosed is returned, marked [opentrack.Permanent], by every call made
+// after [Integration.Close]. The Manager makes none: it closes an
+// integration last, from Shutdown.
+var ErrClosed = errors.New("customerio: closed")
 
 // Defaults for the zero fields of [Options].
 const (
@@ -87,7 +93,8 @@ type Options struct {
 }
 
 // Integration delivers Segment calls to Customer.io's Track API. It is safe
-// for concurrent use and keeps no state between calls.
+// for concurrent use and keeps no state between calls. After
+// [Integration.Close] every call fails with [ErrClosed].
 type Integration struct {
 	client     *cio.CustomerIO // a copy of the caller's, on our HTTP client and base URL
 	http       *http.Client
@@ -95,6 +102,7 @@ type Integration struct {
 	auth       string // Authorization header, exactly as go-customerio sends it
 	userAgent  string
 	objectType string
+	closed     atomic.Bool
 }
 
 var (
@@ -264,9 +272,21 @@ func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { retu
 func (in *Integration) Name() string { return Name }
 
 // Close closes the idle connections of the integration's HTTP client. The
-// Manager calls it once, from Shutdown, after the last delivery.
+// Manager calls it once, from Shutdown, after the last delivery. Later calls
+// fail with [ErrClosed], marked [opentrack.Permanent]; calls already in
+// progress are not waited for. Close may be called more than once; it
+// always returns nil.
 func (in *Integration) Close(ctx context.Context) error {
+	in.closed.Store(true)
 	in.http.CloseIdleConnections()
+	return nil
+}
+
+// errIfClosed returns a permanent ErrClosed after Close, and nil before.
+func (in *Integration) errIfClosed() error {
+	if in.closed.Load() {
+		return opentrack.Permanent(ErrClosed)
+	}
 	return nil
 }
 
@@ -277,6 +297,9 @@ func (in *Integration) Close(ctx context.Context) error {
 // merges the visitor's anonymous events into the person. Without a userId
 // or traits.email the event is not deliverable.
 func (in *Integration) Identify(ctx context.Context, e *spec.Identify) error {
+	if err := in.errIfClosed(); err != nil {
+		return err
+	}
 	id := e.UserID
 	if id == "" {
 		id, _ = e.Traits["email"].(string)
@@ -300,6 +323,9 @@ func (in *Integration) Identify(ctx context.Context, e *spec.Identify) error {
 // event's time as its timestamp, for the person (userId) or, without one, as
 // an anonymous event (anonymousId).
 func (in *Integration) Track(ctx context.Context, e *spec.Track) error {
+	if err := in.errIfClosed(); err != nil {
+		return err
+	}
 	if e.Event == "" {
 		return notDeliverable("track", "no event name")
 	}
@@ -310,6 +336,9 @@ func (in *Integration) Track(ctx context.Context, e *spec.Track) error {
 // (properties.url, else context.page.url), else its name, with the
 // properties as data.
 func (in *Integration) Page(ctx context.Context, e *spec.Page) error {
+	if err := in.errIfClosed(); err != nil {
+		return err
+	}
 	name := firstString(e.Properties["url"], pageURL(e.Context), e.Name)
 	if name == "" {
 		return notDeliverable("page", "no properties.url, context.page.url or name")
@@ -320,6 +349,9 @@ func (in *Integration) Page(ctx context.Context, e *spec.Page) error {
 // Screen sends a screen view (type "screen") named after the screen (its
 // name, else properties.name), with the properties as data.
 func (in *Integration) Screen(ctx context.Context, e *spec.Screen) error {
+	if err := in.errIfClosed(); err != nil {
+		return err
+	}
 	name := firstString(e.Name, e.Properties["name"])
 	if name == "" {
 		return notDeliverable("screen", "no name or properties.name")
@@ -332,6 +364,9 @@ func (in *Integration) Screen(ctx context.Context, e *spec.Screen) error {
 // the person to it, with one Track API v2 entity call. Without a userId the
 // relation is to the anonymousId (action "identify_anonymous").
 func (in *Integration) Group(ctx context.Context, e *spec.Group) error {
+	if err := in.errIfClosed(); err != nil {
+		return err
+	}
 	if e.GroupID == "" {
 		return notDeliverable("group", "no groupId")
 	}
@@ -368,6 +403,9 @@ func (in *Integration) Group(ctx context.Context, e *spec.Group) error {
 // secondary, merged and deleted. Each is read as a cio_id ("cio_" prefix),
 // an email address or an id.
 func (in *Integration) Alias(ctx context.Context, e *spec.Alias) error {
+	if err := in.errIfClosed(); err != nil {
+		return err
+	}
 	if e.UserID == "" || e.PreviousID == "" {
 		return notDeliverable("alias", "userId and previousId are both required")
 	}

@@ -2,18 +2,30 @@
 // enriched, as one line of Segment JSON to a file or any io.Writer: the
 // JSON Lines format that warehouses and tools like jq and DuckDB load as is.
 //
-// Lines are buffered and written through when a batch ends, on Flush and on
-// Close. A write error fails the batch, which the Manager retries; the lines
-// of a batch that failed half-way may then appear twice, with the same
-// messageId. The Manager hands the integration batches, so a busy collector
-// makes one write per batch, not per event.
-//
 //	sink, err := jsonl.Open("events.jsonl")
 //	m, err := opentrack.New(opentrack.Options{Integrations: []opentrack.Integration{sink}})
+//
+// The Manager hands the integration batches. The lines of a batch are
+// encoded into one buffer and written with a single Write call, so a busy
+// collector makes one write per batch, not per event, and the lines of
+// concurrent calls never interleave. Nothing is buffered between calls:
+// once a call returns, its lines are with the writer. A file opened with
+// [Open] is synced to disk on Flush and on Close.
+//
+// An event that cannot be encoded fails alone, permanently; the rest of its
+// batch is written. A write error fails the whole batch, which the Manager
+// then retries. What stays of the failed write depends on the writer:
+//
+//   - A file opened with Open is truncated back to its size before the
+//     failed write, so no torn line stays and a retried event is written
+//     once. This assumes the integration is the file's only writer.
+//   - Another writer cannot be rolled back. If the failed write got part of
+//     a line through, the next write starts with a newline, so the damage
+//     stays one unreadable line; the events of the batch written before the
+//     error appear again, with the same messageId, when it is retried.
 package jsonl
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -29,19 +41,20 @@ import (
 // Name is the integration's name in Segment's "integrations" object.
 const Name = "JSON Lines"
 
-// ErrClosed is returned by every method after Close.
+// ErrClosed is returned, marked [opentrack.Permanent], by every call that
+// writes after Close.
 var ErrClosed = errors.New("jsonl: closed")
 
 // Integration writes events as JSON lines. It is safe for concurrent use;
 // lines of concurrent calls never interleave.
 type Integration struct {
 	mu     sync.Mutex
-	w      *bufio.Writer
-	under  io.Writer
-	closer io.Closer // nil when the writer is not ours to close
-	sync   func() error
+	w      io.Writer
+	file   *os.File // the file opened by Open; nil for a writer given to New
+	off    int64    // file: its size after the last good write; -1 if unknown
+	torn   bool     // a failed write may have left a partial line
 	closed bool
-	buf    []byte
+	buf    []byte // reused across calls; buf[0] is a spare '\n'
 }
 
 var (
@@ -52,15 +65,17 @@ var (
 	_ opentrack.DeliveryTuner = (*Integration)(nil)
 )
 
-// New returns an Integration writing to w. Close flushes but does not close
-// w; use [Open] for a file the integration owns.
+// New returns an Integration writing to w. Flush and Close leave w as it
+// is (it is not synced or closed); use [Open] for a file the integration
+// owns.
 func New(w io.Writer) *Integration {
-	return &Integration{w: bufio.NewWriterSize(w, 64<<10), under: w}
+	return &Integration{w: w}
 }
 
 // Open opens (creating if needed) the file at path for appending and returns
-// an Integration writing to it. The path "-" means standard output. Flush
-// and Close also sync a file to disk.
+// an Integration writing to it. The path "-" means standard output, which
+// is treated as a writer given to [New]. Flush syncs the file to disk and
+// Close syncs and closes it.
 func Open(path string) (*Integration, error) {
 	if path == "-" {
 		return New(os.Stdout), nil
@@ -69,10 +84,12 @@ func Open(path string) (*Integration, error) {
 	if err != nil {
 		return nil, fmt.Errorf("jsonl: %w", err)
 	}
-	in := New(f)
-	in.closer = f
-	in.sync = f.Sync
-	return in, nil
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("jsonl: %w", err)
+	}
+	return &Integration{w: f, file: f, off: st.Size()}, nil
 }
 
 // Name returns [Name].
@@ -84,7 +101,10 @@ func (in *Integration) Delivery() opentrack.Delivery {
 	return opentrack.Delivery{Workers: 1}
 }
 
-// Batch writes one line per event and flushes the buffer to the writer.
+// Batch writes one line per event, all in one Write call. An event that
+// cannot be encoded is reported in a [*opentrack.BatchError], marked
+// [opentrack.Permanent]; a write error is returned as is, for the whole
+// batch.
 func (in *Integration) Batch(ctx context.Context, events []spec.Event) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -95,29 +115,80 @@ func (in *Integration) Batch(ctx context.Context, events []spec.Event) error {
 		return opentrack.Permanent(ErrClosed)
 	}
 	be := &opentrack.BatchError{}
+	buf := append(in.buf[:0], '\n')
 	for i, e := range events {
-		if err := in.writeLocked(e); err != nil {
+		var err error
+		if buf, err = appendLine(buf, e); err != nil {
 			be.Fail(i, err)
 		}
 	}
-	if err := in.w.Flush(); err != nil {
-		in.w.Reset(in.under) // bufio keeps a write error forever; the Manager retries the batch
-		return fmt.Errorf("jsonl: write: %w", err)
+	in.buf = buf
+	if err := in.writeLocked(buf); err != nil {
+		return err
 	}
 	return be.Err()
 }
 
-func (in *Integration) writeLocked(e spec.Event) error {
+// appendLine appends e's JSON and a newline to buf. On error buf is
+// returned unchanged.
+func appendLine(buf []byte, e spec.Event) ([]byte, error) {
 	b, err := json.Marshal(e)
 	if err != nil {
-		return opentrack.Permanent(fmt.Errorf("jsonl: encode: %w", err))
+		return buf, opentrack.Permanent(fmt.Errorf("jsonl: encode %s %q: %w", e.Fields().Type, e.Fields().MessageID, err))
 	}
-	in.buf = append(append(in.buf[:0], b...), '\n')
-	if _, err := in.w.Write(in.buf); err != nil {
-		in.w.Reset(in.under)
-		return fmt.Errorf("jsonl: write: %w", err)
+	return append(append(buf, b...), '\n'), nil
+}
+
+// writeLocked writes the lines in buf[1:] with one Write call; buf[0] is a
+// newline, written first when an earlier write may have left a partial
+// line. On error, a file opened with Open is truncated back to its size
+// before the write.
+func (in *Integration) writeLocked(buf []byte) error {
+	if len(buf) <= 1 {
+		return nil
 	}
-	return nil
+	if in.file != nil && in.off < 0 {
+		// An earlier truncation failed: start again from the file's size.
+		st, err := in.file.Stat()
+		if err != nil {
+			return fmt.Errorf("jsonl: write: %w", err)
+		}
+		in.off = st.Size()
+	}
+	p := buf[1:]
+	if in.torn {
+		p = buf
+	}
+	n, err := in.w.Write(p)
+	if err == nil && n < len(p) {
+		err = io.ErrShortWrite
+	}
+	if err == nil {
+		in.torn = false
+		if in.file != nil {
+			in.off += int64(n)
+		}
+		return nil
+	}
+	err = fmt.Errorf("jsonl: write: %w", err)
+	if in.file != nil {
+		terr := in.file.Truncate(in.off)
+		if terr == nil {
+			return err
+		}
+		in.off = -1
+		err = errors.Join(err, fmt.Errorf("jsonl: truncate after failed write: %w", terr))
+	}
+	switch {
+	case in.file != nil:
+		in.torn = true // what the failed truncation left is unknown
+	case n > 0 && n <= len(p):
+		// io.Writer reports how much got through: a line is torn unless
+		// that ends with a newline. With nothing through, an earlier torn
+		// line is still torn.
+		in.torn = p[n-1] != '\n'
+	}
+	return err
 }
 
 func (in *Integration) write(ctx context.Context, e spec.Event) error {
@@ -129,7 +200,12 @@ func (in *Integration) write(ctx context.Context, e spec.Event) error {
 	if in.closed {
 		return opentrack.Permanent(ErrClosed)
 	}
-	return in.writeLocked(e)
+	buf, err := appendLine(append(in.buf[:0], '\n'), e)
+	if err != nil {
+		return err
+	}
+	in.buf = buf
+	return in.writeLocked(buf)
 }
 
 // Track writes e as a line.
@@ -162,32 +238,24 @@ func (in *Integration) Alias(ctx context.Context, e *spec.Alias) error {
 	return in.write(ctx, e)
 }
 
-// Flush writes buffered lines through to the writer, and syncs a file opened
-// with Open.
+// Flush syncs a file opened with [Open] to disk; for a writer given to
+// [New] it does nothing, as lines are written when their call returns.
+// After Close it does nothing.
 func (in *Integration) Flush(context.Context) error {
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	if in.closed {
+	if in.closed || in.file == nil {
 		return nil
 	}
-	return in.flushLocked()
-}
-
-func (in *Integration) flushLocked() error {
-	if err := in.w.Flush(); err != nil {
-		in.w.Reset(in.under)
-		return fmt.Errorf("jsonl: flush: %w", err)
-	}
-	if in.sync != nil {
-		if err := in.sync(); err != nil {
-			return fmt.Errorf("jsonl: sync: %w", err)
-		}
+	if err := in.file.Sync(); err != nil {
+		return fmt.Errorf("jsonl: sync: %w", err)
 	}
 	return nil
 }
 
-// Close flushes, syncs and, for a file opened with Open, closes it. Later
-// calls return nil; writes after Close fail with ErrClosed.
+// Close syncs and closes a file opened with [Open]; a writer given to [New]
+// is left open. Writes after Close fail with [ErrClosed], marked
+// [opentrack.Permanent]. Later calls of Close return nil.
 func (in *Integration) Close(context.Context) error {
 	in.mu.Lock()
 	defer in.mu.Unlock()
@@ -195,9 +263,16 @@ func (in *Integration) Close(context.Context) error {
 		return nil
 	}
 	in.closed = true
-	err := in.flushLocked()
-	if in.closer != nil {
-		err = errors.Join(err, in.closer.Close())
+	in.buf = nil
+	if in.file == nil {
+		return nil
 	}
-	return err
+	var errs []error
+	if err := in.file.Sync(); err != nil {
+		errs = append(errs, fmt.Errorf("jsonl: sync: %w", err))
+	}
+	if err := in.file.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("jsonl: close: %w", err))
+	}
+	return errors.Join(errs...)
 }

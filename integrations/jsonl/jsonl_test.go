@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -36,18 +37,46 @@ func (w *flakyWriter) Write(p []byte) (int, error) {
 	return w.buf.Write(p)
 }
 
-type harness struct{ w *flakyWriter }
+// harness runs the suite on a writer given to New that fails with nothing
+// written, or, with file set, on a file opened with Open whose failed writes
+// get half their data through before the integration truncates it back.
+type harness struct {
+	file bool
+	w    *flakyWriter
+	hw   *halfWriter
+	path string
+}
 
 func (h *harness) New(t *testing.T) opentrack.Integration {
-	h.w = &flakyWriter{}
-	return jsonl.New(h.w)
+	if !h.file {
+		h.w = &flakyWriter{}
+		return jsonl.New(h.w)
+	}
+	h.path = filepath.Join(t.TempDir(), "events.jsonl")
+	sink, err := jsonl.Open(h.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sink.Close(context.Background()) })
+	h.hw = &halfWriter{}
+	jsonl.WrapWriter(sink, func(w io.Writer) io.Writer { h.hw.w = w; return h.hw })
+	return sink
 }
 
 func (h *harness) Received(t *testing.T) map[spec.Type]int {
-	h.w.mu.Lock()
-	defer h.w.mu.Unlock()
+	var data []byte
+	if h.file {
+		var err error
+		if data, err = os.ReadFile(h.path); err != nil {
+			t.Fatal(err)
+		}
+	} else {
+		h.w.mu.Lock()
+		data = bytes.Clone(h.w.buf.Bytes())
+		h.w.mu.Unlock()
+	}
 	out := map[spec.Type]int{}
-	sc := bufio.NewScanner(bytes.NewReader(h.w.buf.Bytes()))
+	sc := bufio.NewScanner(bytes.NewReader(data))
 	for sc.Scan() {
 		e, err := spec.Decode(sc.Bytes(), "")
 		if err != nil {
@@ -62,6 +91,12 @@ func (h *harness) FailNext(t *testing.T, n int, permanent bool) bool {
 	if permanent {
 		return false // a file has no permanent failures
 	}
+	if h.file {
+		h.hw.mu.Lock()
+		defer h.hw.mu.Unlock()
+		h.hw.fail = n
+		return true
+	}
 	h.w.mu.Lock()
 	defer h.w.mu.Unlock()
 	h.w.fail = n
@@ -73,7 +108,8 @@ func (h *harness) Types() []spec.Type {
 }
 
 func TestConformance(t *testing.T) {
-	integrationtest.Run(t, &harness{})
+	t.Run("Writer", func(t *testing.T) { integrationtest.Run(t, &harness{}) })
+	t.Run("File", func(t *testing.T) { integrationtest.Run(t, &harness{file: true}) })
 }
 
 func TestLinesAreSegmentJSON(t *testing.T) {
