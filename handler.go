@@ -204,7 +204,7 @@ var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 // ServeHTTP implements http.Handler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	hdr := w.Header()
-	hdr.Add("Vary", "Origin")
+	hdr["Vary"] = varyOrigin
 	if origin := r.Header.Get("Origin"); origin != "" {
 		if !h.originAllowed(origin) {
 			writeError(w, http.StatusForbidden, "Origin not allowed")
@@ -238,12 +238,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeSuccess(w)
 		return
 	}
-	if ct := r.Header.Get("Content-Type"); ct != "" {
-		mt, _, err := mime.ParseMediaType(ct)
-		if err != nil || (mt != "application/json" && mt != "text/plain") {
-			writeError(w, http.StatusUnsupportedMediaType, "Content-Type must be application/json or text/plain")
-			return
-		}
+	if !contentTypeOK(r.Header.Get("Content-Type")) {
+		writeError(w, http.StatusUnsupportedMediaType, "Content-Type must be application/json or text/plain")
+		return
 	}
 	// A key in the Authorization header decides; without one, the body's.
 	headerKey, hasHeaderKey := basicUser(r.Header.Get("Authorization"))
@@ -381,6 +378,17 @@ func (h *Handler) enqueueOK(w http.ResponseWriter, ctx context.Context, events .
 	return false
 }
 
+// contentTypeOK accepts no Content-Type, application/json and text/plain,
+// with any parameters (charset).
+func contentTypeOK(ct string) bool {
+	switch ct {
+	case "", "application/json", "text/plain", "text/plain;charset=UTF-8", "application/json; charset=utf-8":
+		return true // the forms SDKs send, without parsing
+	}
+	mt, _, err := mime.ParseMediaType(ct)
+	return err == nil && (mt == "application/json" || mt == "text/plain")
+}
+
 // readBody reads the request body into buf, decompressing gzip, and returns
 // a status and message when it must be refused.
 func readBody(w http.ResponseWriter, r *http.Request, buf *bytes.Buffer, limit int) (int, string) {
@@ -507,9 +515,17 @@ func (h *Handler) writeInvalid(w http.ResponseWriter, err error) {
 
 var successBody = []byte(`{"success":true}` + "\n")
 
+// Header values shared by every answer; net/http only reads them.
+var (
+	varyOrigin    = []string{"Origin"}
+	jsonType      = []string{"application/json"}
+	successLength = []string{strconv.Itoa(len(successBody))}
+)
+
 func writeSuccess(w http.ResponseWriter) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Content-Length", strconv.Itoa(len(successBody)))
+	h := w.Header()
+	h["Content-Type"] = jsonType
+	h["Content-Length"] = successLength
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(successBody)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"runtime/debug"
 	"sync"
@@ -389,20 +390,26 @@ func (m *Manager) report(l *lane, it *item, err error) {
 	m.onFailure(Failure{Integration: l.name, Event: it.ev, Err: err, Attempts: it.attempts})
 }
 
-// dedup remembers the last n messageIds accepted.
+// dedup remembers the last n messageIds accepted, as 64-bit hashes: a
+// tenth of the memory of the ids themselves, with a chance of a false match
+// of about n/2⁶⁴ per event.
 type dedup struct {
 	mu   sync.Mutex
-	ids  map[string]struct{}
-	ring []string
+	seed maphash.Seed
+	ids  map[uint64]struct{}
+	ring []uint64
 	next int
 }
 
 func newDedup(n int) *dedup {
-	return &dedup{ids: make(map[string]struct{}, n), ring: make([]string, n)}
+	return &dedup{seed: maphash.MakeSeed(), ids: make(map[uint64]struct{}, n), ring: make([]uint64, n)}
 }
 
+// hash never returns 0, which marks an empty ring slot.
+func (d *dedup) hash(id string) uint64 { return maphash.String(d.seed, id) | 1 }
+
 func (d *dedup) seen(id string) bool {
-	_, ok := d.ids[id]
+	_, ok := d.ids[d.hash(id)]
 	return ok
 }
 
@@ -410,13 +417,14 @@ func (d *dedup) add(id string) {
 	if id == "" {
 		return
 	}
-	if _, ok := d.ids[id]; ok {
+	h := d.hash(id)
+	if _, ok := d.ids[h]; ok {
 		return
 	}
-	if old := d.ring[d.next]; old != "" {
+	if old := d.ring[d.next]; old != 0 {
 		delete(d.ids, old)
 	}
-	d.ring[d.next] = id
-	d.ids[id] = struct{}{}
+	d.ring[d.next] = h
+	d.ids[h] = struct{}{}
 	d.next = (d.next + 1) % len(d.ring)
 }

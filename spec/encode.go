@@ -1,9 +1,14 @@
 package spec
 
 import (
-	"bytes"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
 	"slices"
+	"strconv"
+	"time"
+	"unicode/utf8"
 )
 
 // knownFields are the top-level names of Common, which MarshalJSON writes
@@ -16,68 +21,321 @@ var knownFields = map[string]bool{
 	"context": true, "integrations": true, "channel": true, "version": true, "writeKey": true,
 }
 
+// The encoder below writes exactly what encoding/json writes for these
+// types (field order, omitempty, sorted map keys, string escaping, number
+// forms), without reflection for the values decoding produces: maps, slices,
+// strings, json.Number, float64, bool and nil. Other values built in Go fall
+// back to encoding/json.
+
 // MarshalJSON writes t as Segment JSON, including the fields in Extra.
 func (t *Track) MarshalJSON() ([]byte, error) {
-	type plain Track
-	return marshal((*plain)(t), &t.Common, "event", "properties")
+	w := newWriter(&t.Common)
+	w.str("event", t.Event, false)
+	w.object("properties", t.Properties)
+	return w.finish(&t.Common, "event", "properties")
 }
 
 // MarshalJSON writes i as Segment JSON, including the fields in Extra.
 func (i *Identify) MarshalJSON() ([]byte, error) {
-	type plain Identify
-	return marshal((*plain)(i), &i.Common, "traits")
+	w := newWriter(&i.Common)
+	w.object("traits", i.Traits)
+	return w.finish(&i.Common, "traits")
 }
 
 // MarshalJSON writes p as Segment JSON, including the fields in Extra.
 func (p *Page) MarshalJSON() ([]byte, error) {
-	type plain Page
-	return marshal((*plain)(p), &p.Common, "name", "category", "properties")
+	w := newWriter(&p.Common)
+	w.str("name", p.Name, true)
+	w.str("category", p.Category, true)
+	w.object("properties", p.Properties)
+	return w.finish(&p.Common, "name", "category", "properties")
 }
 
 // MarshalJSON writes s as Segment JSON, including the fields in Extra.
 func (s *Screen) MarshalJSON() ([]byte, error) {
-	type plain Screen
-	return marshal((*plain)(s), &s.Common, "name", "category", "properties")
+	w := newWriter(&s.Common)
+	w.str("name", s.Name, true)
+	w.str("category", s.Category, true)
+	w.object("properties", s.Properties)
+	return w.finish(&s.Common, "name", "category", "properties")
 }
 
 // MarshalJSON writes g as Segment JSON, including the fields in Extra.
 func (g *Group) MarshalJSON() ([]byte, error) {
-	type plain Group
-	return marshal((*plain)(g), &g.Common, "groupId", "traits")
+	w := newWriter(&g.Common)
+	w.str("groupId", g.GroupID, false)
+	w.object("traits", g.Traits)
+	return w.finish(&g.Common, "groupId", "traits")
 }
 
 // MarshalJSON writes a as Segment JSON, including the fields in Extra.
 func (a *Alias) MarshalJSON() ([]byte, error) {
-	type plain Alias
-	return marshal((*plain)(a), &a.Common, "previousId")
+	w := newWriter(&a.Common)
+	w.str("previousId", a.PreviousID, false)
+	return w.finish(&a.Common, "previousId")
 }
 
-func marshal(v any, c *Common, own ...string) ([]byte, error) {
-	b, err := json.Marshal(v)
-	if err != nil || len(c.Extra) == 0 {
-		return b, err
+// writer appends one JSON object; the first error sticks.
+type writer struct {
+	b   []byte
+	err error
+}
+
+// newWriter starts the object with the fields of c, in Common's field order.
+func newWriter(c *Common) *writer {
+	w := &writer{b: make([]byte, 0, 512+c.size)}
+	w.b = append(w.b, '{')
+	w.str("type", string(c.Type), false)
+	w.str("messageId", c.MessageID, true)
+	w.str("userId", c.UserID, true)
+	w.str("anonymousId", c.AnonymousID, true)
+	w.time("timestamp", c.Timestamp)
+	w.time("originalTimestamp", c.OriginalTimestamp)
+	w.time("sentAt", c.SentAt)
+	w.time("receivedAt", c.ReceivedAt)
+	w.object("context", c.Context)
+	w.object("integrations", c.Integrations)
+	w.str("channel", c.Channel, true)
+	if c.Version != nil {
+		w.key("version")
+		w.value(c.Version)
 	}
-	keys := make([]string, 0, len(c.Extra))
-	for k := range c.Extra {
-		if !knownFields[k] && !slices.Contains(own, k) {
+	w.str("writeKey", c.WriteKey, true)
+	return w
+}
+
+// finish appends the Extra fields not named known or own, in key order, and
+// closes the object.
+func (w *writer) finish(c *Common, own ...string) ([]byte, error) {
+	if len(c.Extra) > 0 {
+		keys := make([]string, 0, len(c.Extra))
+		for k := range c.Extra {
+			if !knownFields[k] && !slices.Contains(own, k) {
+				keys = append(keys, k)
+			}
+		}
+		slices.Sort(keys)
+		for _, k := range keys {
+			raw := c.Extra[k]
+			if !json.Valid(raw) {
+				continue // an Extra value set in Go that is not JSON is left out
+			}
+			w.key(k)
+			w.b = appendCompact(w.b, raw)
+		}
+	}
+	if w.err != nil {
+		return nil, w.err
+	}
+	return append(w.b, '}'), nil
+}
+
+func (w *writer) key(k string) {
+	if w.b[len(w.b)-1] != '{' {
+		w.b = append(w.b, ',')
+	}
+	w.b = appendString(w.b, k)
+	w.b = append(w.b, ':')
+}
+
+func (w *writer) str(k, v string, omitEmpty bool) {
+	if omitEmpty && v == "" {
+		return
+	}
+	w.key(k)
+	w.b = appendString(w.b, v)
+}
+
+func (w *writer) time(k string, t time.Time) {
+	if t.IsZero() {
+		return
+	}
+	if y := t.Year(); y < 0 || y > 9999 {
+		w.fail(fmt.Errorf("spec: %s: year %d outside of range [0,9999]", k, y))
+		return
+	}
+	w.key(k)
+	w.b = append(t.AppendFormat(append(w.b, '"'), time.RFC3339Nano), '"')
+}
+
+func (w *writer) object(k string, m map[string]any) {
+	if len(m) == 0 {
+		return
+	}
+	w.key(k)
+	w.value(m)
+}
+
+func (w *writer) fail(err error) {
+	if w.err == nil {
+		w.err = err
+	}
+}
+
+// value appends v as encoding/json would.
+func (w *writer) value(v any) {
+	switch v := v.(type) {
+	case nil:
+		w.b = append(w.b, "null"...)
+	case string:
+		w.b = appendString(w.b, v)
+	case bool:
+		w.b = strconv.AppendBool(w.b, v)
+	case json.Number:
+		s := string(v)
+		if s == "" {
+			s = "0"
+		}
+		if !json.Valid([]byte(s)) || s[0] == '{' || s[0] == '[' || s[0] == '"' || s[0] == 't' || s[0] == 'f' || s[0] == 'n' {
+			w.fail(fmt.Errorf("spec: invalid number literal %q", s))
+			return
+		}
+		w.b = append(w.b, s...)
+	case float64:
+		w.b = appendFloat(w.b, v, w)
+	case map[string]any:
+		if v == nil {
+			w.b = append(w.b, "null"...)
+			return
+		}
+		keys := make([]string, 0, len(v))
+		for k := range v {
 			keys = append(keys, k)
 		}
-	}
-	slices.Sort(keys)
-	var buf bytes.Buffer
-	buf.Grow(len(b) + 64*len(keys))
-	buf.Write(b[:len(b)-1]) // without the closing brace
-	for _, k := range keys {
-		raw := c.Extra[k]
-		if !json.Valid(raw) {
-			continue // an Extra value set in Go that is not JSON is left out
+		slices.Sort(keys)
+		w.b = append(w.b, '{')
+		for i, k := range keys {
+			if i > 0 {
+				w.b = append(w.b, ',')
+			}
+			w.b = appendString(w.b, k)
+			w.b = append(w.b, ':')
+			w.value(v[k])
 		}
-		buf.WriteByte(',')
-		kb, _ := json.Marshal(k)
-		buf.Write(kb)
-		buf.WriteByte(':')
-		buf.Write(raw)
+		w.b = append(w.b, '}')
+	case []any:
+		if v == nil {
+			w.b = append(w.b, "null"...)
+			return
+		}
+		w.b = append(w.b, '[')
+		for i, x := range v {
+			if i > 0 {
+				w.b = append(w.b, ',')
+			}
+			w.value(x)
+		}
+		w.b = append(w.b, ']')
+	default:
+		b, err := json.Marshal(v)
+		if err != nil {
+			w.fail(err)
+			return
+		}
+		w.b = append(w.b, b...)
 	}
-	buf.WriteByte('}')
-	return buf.Bytes(), nil
+}
+
+// appendFloat formats f as encoding/json does.
+func appendFloat(b []byte, f float64, w *writer) []byte {
+	if math.IsInf(f, 0) || math.IsNaN(f) {
+		w.fail(errors.New("spec: unsupported value: " + strconv.FormatFloat(f, 'g', -1, 64)))
+		return b
+	}
+	format := byte('f')
+	if abs := math.Abs(f); abs != 0 && (abs < 1e-6 || abs >= 1e21) {
+		format = 'e'
+	}
+	b = strconv.AppendFloat(b, f, format, -1, 64)
+	if format == 'e' {
+		// clean up e-09 to e-9
+		if n := len(b); n >= 4 && b[n-4] == 'e' && b[n-3] == '-' && b[n-2] == '0' {
+			b[n-2] = b[n-1]
+			b = b[:n-1]
+		}
+	}
+	return b
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendString appends s as a JSON string, escaping as encoding/json does
+// (HTML characters, U+2028 and U+2029 included; invalid UTF-8 becomes
+// U+FFFD).
+func appendString(b []byte, s string) []byte {
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		if c := s[i]; c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '\\', '"':
+				b = append(b, '\\', c)
+			case '\b':
+				b = append(b, '\\', 'b')
+			case '\f':
+				b = append(b, '\\', 'f')
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xF])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}
+
+// appendCompact appends the valid JSON raw without insignificant spaces, as
+// encoding/json does with raw values.
+func appendCompact(b, raw []byte) []byte {
+	inString, escaped := false, false
+	for _, c := range raw {
+		switch {
+		case inString:
+			b = append(b, c)
+			switch {
+			case escaped:
+				escaped = false
+			case c == '\\':
+				escaped = true
+			case c == '"':
+				inString = false
+			}
+		case c == '"':
+			inString = true
+			b = append(b, c)
+		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
+		default:
+			b = append(b, c)
+		}
+	}
+	return b
 }

@@ -68,55 +68,97 @@ var (
 	identityRequired = validation.Required.ErrorObject(errIdentity)
 )
 
-// commonErrors checks the shared fields: messageId's length and, when
-// needIdentity, userId or anonymousId. Fields are checked one by one with
-// validation.Validate, which needs no reflection over the struct, and
-// gathered in validation.Errors keyed by their JSON names.
-func (c *Common) commonErrors(needIdentity bool) validation.Errors {
-	noID := needIdentity && c.UserID == "" && c.AnonymousID == ""
-	return validation.Errors{
-		"messageId":   validation.Validate(c.MessageID, idLength),
-		"userId":      validation.Validate(c.UserID, validation.When(noID, identityRequired), idLength),
-		"anonymousId": validation.Validate(c.AnonymousID, validation.When(noID, identityRequired), idLength),
+// checks gathers the errors of rules checked one by one with
+// validation.Validate, keyed by the fields' JSON names. Checking field by
+// field needs no reflection over the struct, and the map is made only when
+// a rule fails, so a valid event costs no allocation here.
+type checks struct {
+	errs validation.Errors
+}
+
+func (c *checks) field(name string, value string, rules ...validation.Rule) {
+	if err := validation.Validate(value, rules...); err != nil {
+		if c.errs == nil {
+			c.errs = validation.Errors{}
+		}
+		c.errs[name] = err
 	}
+}
+
+func (c *checks) result() error {
+	if c.errs == nil {
+		return nil
+	}
+	return finish(c.errs)
+}
+
+// The rule lists are built once; rules hold no state.
+var (
+	idRules         = []validation.Rule{idLength}
+	requiredIDRules = []validation.Rule{validation.Required, idLength}
+	identityRules   = []validation.Rule{identityRequired}
+	eventNameRules  = []validation.Rule{validation.Required, eventNameLength}
+)
+
+// common checks the shared fields: messageId's length and, when
+// needIdentity, userId or anonymousId.
+func (c *Common) common(ck *checks, needIdentity bool) {
+	ck.field("messageId", c.MessageID, idRules...)
+	if needIdentity && c.UserID == "" && c.AnonymousID == "" {
+		ck.field("userId", c.UserID, identityRules...)
+		ck.field("anonymousId", c.AnonymousID, identityRules...)
+		return
+	}
+	ck.field("userId", c.UserID, idRules...)
+	ck.field("anonymousId", c.AnonymousID, idRules...)
 }
 
 // Validate checks the track rules: userId or anonymousId, and an event name
 // of 1 to MaxEventNameLength characters.
 func (t *Track) Validate() error {
-	errs := t.commonErrors(true)
-	errs["event"] = validation.Validate(t.Event, validation.Required, eventNameLength)
-	return finish(errs.Filter())
+	var ck checks
+	t.common(&ck, true)
+	ck.field("event", t.Event, eventNameRules...)
+	return ck.result()
 }
 
 // Validate checks the identify rules: userId or anonymousId.
 func (i *Identify) Validate() error {
-	return finish(i.commonErrors(true).Filter())
+	var ck checks
+	i.common(&ck, true)
+	return ck.result()
 }
 
 // Validate checks the page rules: userId or anonymousId.
 func (p *Page) Validate() error {
-	return finish(p.commonErrors(true).Filter())
+	var ck checks
+	p.common(&ck, true)
+	return ck.result()
 }
 
 // Validate checks the screen rules: userId or anonymousId.
 func (s *Screen) Validate() error {
-	return finish(s.commonErrors(true).Filter())
+	var ck checks
+	s.common(&ck, true)
+	return ck.result()
 }
 
 // Validate checks the group rules: userId or anonymousId, and a groupId.
 func (g *Group) Validate() error {
-	errs := g.commonErrors(true)
-	errs["groupId"] = validation.Validate(g.GroupID, validation.Required, idLength)
-	return finish(errs.Filter())
+	var ck checks
+	g.common(&ck, true)
+	ck.field("groupId", g.GroupID, requiredIDRules...)
+	return ck.result()
 }
 
 // Validate checks the alias rules: userId and previousId.
 func (a *Alias) Validate() error {
-	errs := a.commonErrors(false)
-	errs["userId"] = validation.Validate(a.UserID, validation.Required, idLength)
-	errs["previousId"] = validation.Validate(a.PreviousID, validation.Required, idLength)
-	return finish(errs.Filter())
+	var ck checks
+	ck.field("messageId", a.MessageID, idRules...)
+	ck.field("userId", a.UserID, requiredIDRules...)
+	ck.field("anonymousId", a.AnonymousID, idRules...)
+	ck.field("previousId", a.PreviousID, requiredIDRules...)
+	return ck.result()
 }
 
 // finish turns the errors of invopop/validation into a *ValidationError

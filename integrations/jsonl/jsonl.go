@@ -27,7 +27,6 @@ package jsonl
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -132,7 +131,7 @@ func (in *Integration) Batch(ctx context.Context, events []spec.Event) error {
 // appendLine appends e's JSON and a newline to buf. On error buf is
 // returned unchanged.
 func appendLine(buf []byte, e spec.Event) ([]byte, error) {
-	b, err := json.Marshal(e)
+	b, err := e.MarshalJSON() // already compact; json.Marshal would copy and check it again
 	if err != nil {
 		return buf, opentrack.Permanent(fmt.Errorf("jsonl: encode %s %q: %w", e.Fields().Type, e.Fields().MessageID, err))
 	}

@@ -1,0 +1,64 @@
+package spec
+
+import (
+	"bytes"
+	"encoding/json"
+	"math"
+	"testing"
+)
+
+// The encoder must write exactly what encoding/json writes.
+
+func FuzzAppendStringMatchesEncodingJSON(f *testing.F) {
+	for _, s := range []string{"", "plain", "<a href=\"x\">&</a>", "tab\tnl\ncr\r\b\f\x00\x1f", "\u2028\u2029", "\xff\xfe", "é日本🎉", `back\slash "quote"`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		want, err := json.Marshal(s)
+		if err != nil {
+			t.Skip()
+		}
+		if got := appendString(nil, s); !bytes.Equal(got, want) {
+			t.Errorf("appendString(%q) = %s, encoding/json = %s", s, got, want)
+		}
+	})
+}
+
+func FuzzValueMatchesEncodingJSON(f *testing.F) {
+	for _, s := range []string{`{"a":[1,2.5,-3e-7,1e21,"x<y",true,null,{"b":{}}],"c":12345678901234567890}`, `[]`, `"s"`, `0`, `{"z":1,"a":2,"m":{"y":[],"x":null}}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		dec := json.NewDecoder(bytes.NewReader(data))
+		dec.UseNumber()
+		var v any
+		if dec.Decode(&v) != nil {
+			t.Skip()
+		}
+		want, err := json.Marshal(v)
+		w := &writer{}
+		w.value(v)
+		if (err != nil) != (w.err != nil) {
+			t.Fatalf("errors differ: encoding/json %v, writer %v", err, w.err)
+		}
+		if err == nil && !bytes.Equal(w.b, want) {
+			t.Errorf("writer = %s, encoding/json = %s", w.b, want)
+		}
+	})
+}
+
+func TestValueFloatsMatchEncodingJSON(t *testing.T) {
+	for _, f := range []float64{0, 1, -1, 0.1, 1e-6, 9.9e-7, 1e20, 1e21, 123456789.125, math.MaxFloat64, math.SmallestNonzeroFloat64, -2.5e-9} {
+		want, _ := json.Marshal(f)
+		w := &writer{}
+		w.value(f)
+		if !bytes.Equal(w.b, want) {
+			t.Errorf("%v: writer %s, encoding/json %s", f, w.b, want)
+		}
+	}
+	w := &writer{}
+	w.value(math.NaN())
+	if w.err == nil {
+		t.Error("NaN must be an error, as in encoding/json")
+	}
+}
