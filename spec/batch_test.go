@@ -1,6 +1,7 @@
 package spec
 
 import (
+	"bytes"
 	"encoding/json"
 	"reflect"
 	"testing"
@@ -119,17 +120,28 @@ func TestDecodeBatchEnvelope(t *testing.T) {
 	}
 }
 
-func TestDecodeBatchItemsDoNotAliasInput(t *testing.T) {
-	data := []byte(`{"batch":[{"type":"identify","userId":"u"}]}`)
+func TestDecodeBatchItemsAreTheInputsBytes(t *testing.T) {
+	data := []byte(` {"context":{"a":[1,{"b":"]}"}]},"batch": [ {"type":"identify","userId":"u\"}"} , 7, "s" ,[1,[2]]] , "writeKey":"k"} `)
 	b, err := DecodeBatch(data)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i := range data {
-		data[i] = ' '
+	want := []string{`{"type":"identify","userId":"u\"}"}`, `7`, `"s"`, `[1,[2]]`}
+	if len(b.Batch) != len(want) {
+		t.Fatalf("items = %q, want %q", b.Batch, want)
 	}
-	if got := string(b.Batch[0]); got != `{"type":"identify","userId":"u"}` {
-		t.Errorf("Batch[0] = %q after the input buffer was reused", got)
+	for i, w := range want {
+		if string(b.Batch[i]) != w {
+			t.Errorf("item %d = %q, want %q", i, b.Batch[i], w)
+		}
+	}
+	if b.WriteKey != "k" || b.Context == nil {
+		t.Errorf("envelope = %+v", b)
+	}
+	// The items are sub-slices of data, as documented: no copy is made.
+	data[bytes.Index(data, []byte(`"type"`))+2] = 'T'
+	if !bytes.Contains(b.Batch[0], []byte(`"tTpe"`)) {
+		t.Errorf("Batch[0] = %q does not share the input's bytes", b.Batch[0])
 	}
 }
 

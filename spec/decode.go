@@ -116,6 +116,7 @@ func fromFields(fields map[string]any, typ Type) (Event, error) {
 // Batch is the envelope of a /v1/batch (or /v1/import) request.
 type Batch struct {
 	// Batch holds the events, still as raw JSON; decode each with [Decode].
+	// The items are sub-slices of the data given to DecodeBatch.
 	Batch []json.RawMessage
 	// WriteKey is the write key given in the body, if any.
 	WriteKey string
@@ -137,33 +138,45 @@ func DecodeBatch(data []byte) (*Batch, error) {
 	if len(data) == 0 || data[0] != '{' {
 		return nil, ErrNotObject
 	}
-	var env struct {
-		Batch        json.RawMessage `json:"batch"`
-		WriteKey     json.RawMessage `json:"writeKey"`
-		SentAt       json.RawMessage `json:"sentAt"`
-		Context      json.RawMessage `json:"context"`
-		Integrations json.RawMessage `json:"integrations"`
-	}
-	if err := json.Unmarshal(data, &env); err != nil {
+	if !json.Valid(data) {
+		err := json.Unmarshal(data, new(any)) // names the syntax error
 		return nil, fmt.Errorf("spec: invalid JSON: %w", err)
 	}
+	var env struct{ batch, writeKey, sentAt, context, integrations []byte }
+	members(data, func(key string, value []byte) {
+		switch key {
+		case "batch":
+			env.batch = value
+		case "writeKey":
+			env.writeKey = value
+		case "sentAt":
+			env.sentAt = value
+		case "context":
+			env.context = value
+		case "integrations":
+			env.integrations = value
+		}
+	})
 	var d decoder
 	b := &Batch{}
-	if len(env.Batch) == 0 || isNull(env.Batch) {
+	switch {
+	case len(env.batch) == 0 || isNull(env.batch):
 		d.add("batch", "required", "cannot be blank")
-	} else if env.Batch[0] != '[' || json.Unmarshal(env.Batch, &b.Batch) != nil {
+	case env.batch[0] != '[':
 		d.add("batch", "type", "must be an array of events")
+	default:
+		b.Batch = elements(env.batch)
 	}
-	if v, ok := d.rawValue(env.WriteKey, "writeKey"); ok {
+	if v, ok := d.rawValue(env.writeKey, "writeKey"); ok {
 		b.WriteKey = d.str(v, "writeKey")
 	}
-	if v, ok := d.rawValue(env.SentAt, "sentAt"); ok {
+	if v, ok := d.rawValue(env.sentAt, "sentAt"); ok {
 		b.SentAt = d.time(v, "sentAt")
 	}
-	if v, ok := d.rawValue(env.Context, "context"); ok {
+	if v, ok := d.rawValue(env.context, "context"); ok {
 		b.Context = d.object(v, "context")
 	}
-	if v, ok := d.rawValue(env.Integrations, "integrations"); ok {
+	if v, ok := d.rawValue(env.integrations, "integrations"); ok {
 		b.Integrations = d.object(v, "integrations")
 	}
 	if d.errs != nil {

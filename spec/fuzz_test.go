@@ -158,6 +158,21 @@ func FuzzDecodeBatch(f *testing.F) {
 		if b == nil {
 			return
 		}
+		// The envelope's own scanner must cut the batch as encoding/json does.
+		var m map[string]json.RawMessage
+		if json.Unmarshal(data, &m) == nil {
+			var items []json.RawMessage
+			if json.Unmarshal(m["batch"], &items) == nil && len(m["batch"]) > 0 && m["batch"][0] == '[' {
+				if len(items) != len(b.Batch) {
+					t.Fatalf("batch cut into %d items, encoding/json finds %d", len(b.Batch), len(items))
+				}
+				for i := range items {
+					if !bytes.Equal(items[i], b.Batch[i]) {
+						t.Fatalf("item %d = %q, encoding/json finds %q", i, b.Batch[i], items[i])
+					}
+				}
+			}
+		}
 		before, err := json.Marshal([]any{b.Context, b.Integrations})
 		if err != nil {
 			t.Fatalf("batch maps cannot be marshalled: %v", err)
