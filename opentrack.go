@@ -60,8 +60,9 @@ type Options struct {
 	// OnFailure receives every event an integration could not deliver: a
 	// permanent error, retries exhausted, or shutdown before delivery. It is
 	// the place for a dead-letter sink. It is called from the integration's
-	// delivery goroutine and should return quickly. Failures are also
-	// counted in [Stats] and logged.
+	// delivery goroutine (or from Shutdown) and should return quickly; it
+	// must not call Flush or Shutdown, which wait for it. A panic in it is
+	// recovered and logged. Failures are also counted in [Stats] and logged.
 	OnFailure func(Failure)
 
 	// Logger receives delivery errors and retries. Nil means slog.Default().

@@ -104,7 +104,7 @@ func run(ctx context.Context, getenv func(string) string, log *slog.Logger, read
 	})
 	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(m.Stats())
+		_ = json.NewEncoder(w).Encode(statsJSON(m.Stats()))
 	})
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
@@ -215,4 +215,39 @@ func writeMetrics(w io.Writer, stats []opentrack.Stats) {
 	metric("opentrack_integration_panics_total", "counter", "Calls that panicked.", func(s opentrack.Stats) float64 { return float64(s.Panics) })
 	metric("opentrack_events_queued", "gauge", "Accepted events not yet delivered or failed.", func(s opentrack.Stats) float64 { return float64(s.Queued) })
 	metric("opentrack_oldest_queued_seconds", "gauge", "Age of the oldest queued event.", func(s opentrack.Stats) float64 { return s.OldestAge.Seconds() })
+	metric("opentrack_integration_ready", "gauge", "1 when the integration is initialized and taking events.", func(s opentrack.Stats) float64 {
+		if s.Ready {
+			return 1
+		}
+		return 0
+	})
+}
+
+// integrationStats is one integration's counters as GET /stats shows them.
+type integrationStats struct {
+	Integration      string  `json:"integration"`
+	Ready            bool    `json:"ready"`
+	Error            string  `json:"error,omitempty"`
+	Accepted         uint64  `json:"accepted"`
+	Delivered        uint64  `json:"delivered"`
+	Retried          uint64  `json:"retried"`
+	Failed           uint64  `json:"failed"`
+	Deduplicated     uint64  `json:"deduplicated"`
+	Panics           uint64  `json:"panics"`
+	Queued           int     `json:"queued"`
+	OldestAgeSeconds float64 `json:"oldestAgeSeconds"`
+	Position         uint64  `json:"position"`
+}
+
+func statsJSON(stats []opentrack.Stats) []integrationStats {
+	out := make([]integrationStats, len(stats))
+	for i, s := range stats {
+		out[i] = integrationStats{Integration: s.Integration, Ready: s.Ready, Accepted: s.Accepted,
+			Delivered: s.Delivered, Retried: s.Retried, Failed: s.Failed, Deduplicated: s.Deduplicated,
+			Panics: s.Panics, Queued: s.Queued, OldestAgeSeconds: s.OldestAge.Seconds(), Position: s.Position}
+		if s.Err != nil {
+			out[i].Error = s.Err.Error()
+		}
+	}
+	return out
 }
