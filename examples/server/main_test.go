@@ -80,7 +80,7 @@ func TestSIGTERMUnderLoadLosesNothing(t *testing.T) {
 		mu.Lock()
 		n := len(accepted)
 		mu.Unlock()
-		if n >= 1000 {
+		if n >= 3000 {
 			break
 		}
 	}
