@@ -16,13 +16,13 @@ import (
 
 // A lane is one integration's queue, position and workers.
 //
-// Events get consecutive sequence numbers as they are appended, and stay in
-// a ring of QueueSize slots until settled (delivered, or failed and
-// reported). The lane's position is the lowest sequence number not yet
-// settled; room in the queue is QueueSize minus (next - position), so an
-// event stuck in retries holds its place, as a journal segment would. This
-// is the seam where a durable journal will stand: append assigns positions,
-// settling advances them.
+// Events get consecutive sequence numbers as they are appended and stay on a
+// list, oldest first, until settled (delivered, or failed and reported). The
+// lane's position is the sequence number of the oldest unsettled event (or
+// the next one, when none is): every event below it is settled. Room in the
+// queue is QueueSize minus the unsettled events, so an event stuck in
+// retries holds one place, not the queue. This is the seam where a durable
+// journal will stand: append assigns positions, settling advances them.
 type lane struct {
 	m       *Manager
 	in      Integration
@@ -34,9 +34,10 @@ type lane struct {
 
 	mu        sync.Mutex
 	next      uint64        // sequence number of the next appended event
-	pos       uint64        // every sequence number below it is settled
-	ring      []*item       // ring[seq%QueueSize]: the unsettled event seq, nil once settled
-	moved     chan struct{} // closed and replaced when pos advances
+	head      *item         // the unsettled events, oldest first, linked
+	tail      *item         // the newest unsettled event
+	unsettled int           // how many events are linked
+	moved     chan struct{} // closed and replaced when an event settles
 	ready     bool          // Init succeeded, or was not needed
 	broken    error         // why Init failed for good
 	initDone  chan struct{} // closed once Init has succeeded or failed for good
@@ -57,6 +58,8 @@ type item struct {
 	attempts int
 	first    time.Time // first attempt
 	claimed  bool      // its outcome is decided; guarded by lane.mu
+
+	prev, next *item // the lane's list of unsettled events; guarded by lane.mu
 }
 
 func newLane(m *Manager, in Integration, d Delivery) *lane {
@@ -66,7 +69,6 @@ func newLane(m *Manager, in Integration, d Delivery) *lane {
 		name:     in.Name(),
 		d:        d,
 		ch:       make(chan *item, d.QueueSize),
-		ring:     make([]*item, d.QueueSize),
 		moved:    make(chan struct{}),
 		initDone: make(chan struct{}),
 		flushNow: make(chan struct{}, 1),
@@ -142,42 +144,61 @@ func (l *lane) setReady(broken error) {
 
 // hasRoom reports whether n more events fit. l.mu must be held.
 func (l *lane) hasRoom(n int) bool {
-	return l.next-l.pos+uint64(n) <= uint64(l.d.QueueSize)
+	return l.unsettled+n <= l.d.QueueSize
 }
 
-// appendLocked gives items consecutive sequence numbers, puts them in the
-// ring and the channel, and unlocks l.mu, which reserve locked. The sends
+// appendLocked gives items consecutive sequence numbers, links them and puts
+// them in the channel, and unlocks l.mu, which reserve locked. The sends
 // cannot block: reserve checked that the queue has room, and the channel
 // holds no more than the unsettled events. Sending under the lock means that
 // whoever reads next also finds the items in the channel (Flush relies on it).
 func (l *lane) appendLocked(items []*item) {
-	size := uint64(len(l.ring))
 	for _, it := range items {
 		it.seq = l.next
-		l.ring[it.seq%size] = it
 		l.next++
+		it.prev = l.tail
+		if l.tail != nil {
+			l.tail.next = it
+		} else {
+			l.head = it
+		}
+		l.tail = it
+		l.unsettled++
 		l.ch <- it
 	}
 	l.mu.Unlock()
 	l.accepted.Add(uint64(len(items)))
 }
 
-// settleLocked removes a claimed item from the ring and advances the
+// position is the sequence number of the oldest unsettled event, or next.
+// l.mu must be held.
+func (l *lane) position() uint64 {
+	if l.head != nil {
+		return l.head.seq
+	}
+	return l.next
+}
+
+// settleLocked unlinks a claimed item and wakes those waiting for the
 // position. l.mu must be held.
 func (l *lane) settleLocked(it *item) {
-	size := uint64(len(l.ring))
-	if l.ring[it.seq%size] == it {
-		l.ring[it.seq%size] = nil
+	if it.prev == nil && l.head != it {
+		return // not linked (settled before)
 	}
-	advanced := false
-	for l.pos < l.next && l.ring[l.pos%size] == nil {
-		l.pos++
-		advanced = true
+	if it.prev != nil {
+		it.prev.next = it.next
+	} else {
+		l.head = it.next
 	}
-	if advanced {
-		close(l.moved)
-		l.moved = make(chan struct{})
+	if it.next != nil {
+		it.next.prev = it.prev
+	} else {
+		l.tail = it.prev
 	}
+	it.prev, it.next = nil, nil
+	l.unsettled--
+	close(l.moved)
+	l.moved = make(chan struct{})
 }
 
 // claim decides an item's outcome; it returns false if the outcome was
@@ -209,34 +230,39 @@ func (l *lane) done(it *item, err error) {
 	l.mu.Unlock()
 }
 
-// failPending reports every event not yet settled, with err. Shutdown calls it
-// once its deadline has passed, so that nothing accepted is left
-// unaccounted for when it returns, even if a call never came back.
-func (l *lane) failPending(err error) {
+// failPending reports, with err, every event not yet claimed, so that
+// nothing accepted is left unaccounted for when Shutdown returns, even if a
+// call never came back. Events that workers are reporting at that moment are
+// waited for until deadline, no longer: they are in OnFailure's hands.
+func (l *lane) failPending(err error, deadline time.Time) {
+	l.mu.Lock()
+	var todo []*item
+	for it := l.head; it != nil; it = it.next {
+		if !it.claimed {
+			it.claimed = true
+			todo = append(todo, it)
+		}
+	}
+	l.mu.Unlock()
+	for _, it := range todo {
+		l.m.report(l, it, err)
+		l.mu.Lock()
+		l.settleLocked(it)
+		l.mu.Unlock()
+	}
+	timer := time.NewTimer(time.Until(deadline))
+	defer timer.Stop()
 	for {
 		l.mu.Lock()
-		var todo []*item
-		size := uint64(len(l.ring))
-		for seq := l.pos; seq < l.next; seq++ {
-			if it := l.ring[seq%size]; it != nil && !it.claimed {
-				it.claimed = true
-				todo = append(todo, it)
-			}
-		}
-		done, moved := l.pos >= l.next, l.moved
+		empty, moved := l.head == nil, l.moved
 		l.mu.Unlock()
-		for _, it := range todo {
-			l.m.report(l, it, err)
-			l.mu.Lock()
-			l.settleLocked(it)
-			l.mu.Unlock()
-		}
-		if done {
+		if empty {
 			return
 		}
-		if len(todo) == 0 {
-			// The rest are being reported by workers; wait for them.
-			<-moved
+		select {
+		case <-moved:
+		case <-timer.C:
+			return
 		}
 	}
 }
@@ -254,7 +280,7 @@ func (l *lane) waitSettled(ctx context.Context) error {
 	}
 	for {
 		l.mu.Lock()
-		settled, moved := l.pos >= target, l.moved
+		settled, moved := l.position() >= target, l.moved
 		l.mu.Unlock()
 		if settled {
 			return nil
@@ -269,11 +295,11 @@ func (l *lane) waitSettled(ctx context.Context) error {
 
 func (l *lane) stats(now time.Time) Stats {
 	l.mu.Lock()
-	queued := int(l.next - l.pos)
-	pos := l.pos
+	queued := l.unsettled
+	pos := l.position()
 	var age time.Duration
-	if it := l.ring[l.pos%uint64(len(l.ring))]; queued > 0 && it != nil {
-		age = now.Sub(it.at)
+	if l.head != nil {
+		age = now.Sub(l.head.at)
 	}
 	ready, broken := l.ready, l.broken
 	l.mu.Unlock()
@@ -481,13 +507,14 @@ func (l *lane) sendBatch(items []*item) {
 			events = append(events, it.ev)
 		}
 		err := l.call(func(ctx context.Context) error { return l.batcher.Batch(ctx, events) })
+		outcome := l.batchOutcome(err, len(items))
 		var (
 			retry    []*item
 			longest  time.Duration
 			retryErr error
 		)
 		for i, it := range items {
-			ierr := l.batchOutcome(err, i, len(items))
+			ierr := outcome(i)
 			if ierr == nil {
 				l.done(it, nil)
 				continue
@@ -520,40 +547,42 @@ func (l *lane) sendBatch(items []*item) {
 	}
 }
 
-// batchOutcome returns the error for event i of n from what Batch returned.
-// A *BatchError applies per event; an outer Permanent or RetryAfter mark
-// applies to each of its events. A BatchError that names no event, an index
-// outside the batch or a nil error cannot be trusted, so the whole batch
-// counts as failed with it.
-func (l *lane) batchOutcome(err error, i, n int) error {
+// batchOutcome returns a function giving the error for event i of a batch of
+// n, from what Batch returned. A *BatchError applies per event; an outer
+// Permanent mark, or an outer RetryAfter longer than an event's own, applies
+// to each of its events. A BatchError that names no event, an index outside
+// the batch or a nil error cannot be trusted, so the whole batch counts as
+// failed with it.
+func (l *lane) batchOutcome(err error, n int) func(i int) error {
 	if err == nil {
-		return nil
+		return func(int) error { return nil }
 	}
 	var be *BatchError
 	if !errors.As(err, &be) {
-		return err
+		return func(int) error { return err }
 	}
 	if !be.valid(n) {
-		if i == 0 {
-			l.m.log.Error("opentrack: integration returned a BatchError that does not match the batch; failing the whole batch",
-				slog.String("integration", l.name), slog.Int("events", n), slog.Any("error", err))
+		l.m.log.Error("opentrack: integration returned a BatchError that does not match the batch; failing the whole batch",
+			slog.String("integration", l.name), slog.Int("events", n), slog.Any("error", err))
+		return func(int) error { return err }
+	}
+	wrapped := err != error(be)
+	outer, hasOuter := RetryAfterDelay(err)
+	permanent := wrapped && IsPermanent(err)
+	return func(i int) error {
+		ierr := be.Failed[i]
+		if ierr == nil || !wrapped {
+			return ierr
 		}
-		return err
-	}
-	ierr := be.Failed[i]
-	if ierr == nil {
-		return nil
-	}
-	if err != error(be) {
 		// The BatchError was wrapped: carry the outer marks over.
-		if d, ok := RetryAfterDelay(err); ok {
-			ierr = RetryAfter(ierr, d)
+		if own, _ := RetryAfterDelay(ierr); hasOuter && outer > own {
+			ierr = RetryAfter(ierr, outer)
 		}
-		if IsPermanent(err) {
+		if permanent {
 			ierr = Permanent(ierr)
 		}
+		return ierr
 	}
-	return ierr
 }
 
 // valid reports whether e names at least one event, each within a batch of n,

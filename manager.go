@@ -35,6 +35,11 @@ type Manager struct {
 
 	shutdownOnce sync.Once
 	shutdownErr  error
+
+	// hooks orders the integrations' Flush (from Manager.Flush) before
+	// Shutdown's Flush and Close, so nothing is called after Close.
+	hooks       sync.RWMutex
+	hooksClosed bool
 }
 
 // maxIntegrations bounds Options.Integrations: an event's targets are a
@@ -262,6 +267,11 @@ func (m *Manager) Flush(ctx context.Context) error {
 			return err
 		}
 	}
+	m.hooks.RLock()
+	defer m.hooks.RUnlock()
+	if m.hooksClosed {
+		return ErrClosed
+	}
 	var errs []error
 	for _, l := range m.lanes {
 		if f, ok := l.in.(Flusher); ok {
@@ -319,11 +329,15 @@ func (m *Manager) shutdown(ctx context.Context) error {
 		}
 		// Report whatever is still unsettled: nothing accepted leaves
 		// Shutdown unaccounted for.
+		deadline := time.Now().Add(closeGrace)
 		for _, l := range m.lanes {
-			l.failPending(context.Cause(l.ctx))
+			l.failPending(context.Cause(l.ctx), deadline)
 		}
 	}
 
+	m.hooks.Lock()
+	m.hooksClosed = true
+	m.hooks.Unlock()
 	cctx := ctx
 	if ctx.Err() != nil {
 		var cancel context.CancelFunc

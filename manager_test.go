@@ -964,3 +964,75 @@ func TestManagerFlushSeesEventsEnqueuedConcurrently(t *testing.T) {
 		}
 	}
 }
+
+func TestManagerOneRetryingEventHoldsOnePlaceOnly(t *testing.T) {
+	a := newRecorder("A")
+	a.fail = func(e spec.Event, _ int) error {
+		if e.Fields().MessageID == "stuck" {
+			return opentrack.RetryAfter(errTransient, time.Hour)
+		}
+		return nil
+	}
+	other := newRecorder("Other")
+	m := newManager(t, opentrack.Options{Integrations: []opentrack.Integration{a, other},
+		Delivery: opentrack.Delivery{QueueSize: 10, Workers: 2, Retry: opentrack.RetryPolicy{MaxElapsedTime: 2 * time.Hour}}})
+	if err := m.Enqueue(t.Context(), track("stuck")); err != nil {
+		t.Fatal(err)
+	}
+	// Far more events than the queue holds pass while "stuck" waits an hour.
+	for i := range 100 {
+		for {
+			err := m.Enqueue(t.Context(), track(fmt.Sprint("m", i)))
+			if err == nil {
+				break
+			}
+			if !errors.Is(err, opentrack.ErrQueueFull) {
+				t.Fatal(err)
+			}
+			time.Sleep(time.Millisecond) // room comes back as A delivers
+		}
+	}
+	for statsOf(t, m, "A").Delivered < 100 {
+		time.Sleep(time.Millisecond)
+	}
+	s := statsOf(t, m, "A")
+	if s.Queued != 1 || s.Position != 0 {
+		t.Errorf("A stats = %+v, want only the stuck event queued, the position held at it", s)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Millisecond)
+	defer cancel()
+	_ = m.Shutdown(ctx) // the stuck event is reported, not waited for
+	if s := statsOf(t, m, "A"); s.Failed != 1 || s.Queued != 0 {
+		t.Errorf("after Shutdown: %+v, want the stuck event failed", s)
+	}
+}
+
+func TestManagerKeepsAnEventsLongerRetryAfterInsideABatchError(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var times []time.Time
+		b := &funcBatcher{Base: opentrack.Base{ID: "W"}, fn: func(events []spec.Event) error {
+			times = append(times, time.Now())
+			if len(times) > 1 {
+				return nil
+			}
+			be := &opentrack.BatchError{}
+			be.Fail(0, opentrack.RetryAfter(errTransient, 40*time.Second))
+			return opentrack.RetryAfter(be, time.Second)
+		}}
+		m, err := opentrack.New(opentrack.Options{Integrations: []opentrack.Integration{b}, Logger: quietLogger(),
+			Delivery: opentrack.Delivery{Retry: fastRetry}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Enqueue(t.Context(), track("m1")); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Flush(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if len(times) != 2 || times[1].Sub(times[0]) < 40*time.Second {
+			t.Errorf("attempts at %v; want the retry after the event's own 40s, not the batch's 1s", times)
+		}
+		_ = m.Shutdown(t.Context())
+	})
+}

@@ -129,7 +129,9 @@ type Batch struct {
 	Integrations map[string]any
 }
 
-// DecodeBatch parses the envelope of a batch request. A missing or non-array
+// DecodeBatch parses the envelope of a batch request. Its keys ("batch",
+// "writeKey", "sentAt", "context", "integrations") are matched exactly, as
+// an event's are. A missing or non-array
 // "batch" field, or a batch-level field of the wrong type, is a
 // [*ValidationError]; the envelope is then returned too, with the fields that
 // could be read (so a caller can still check its writeKey).

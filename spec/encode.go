@@ -77,9 +77,14 @@ func (a *Alias) MarshalJSON() ([]byte, error) {
 
 // writer appends one JSON object; the first error sticks.
 type writer struct {
-	b   []byte
-	err error
+	b     []byte
+	err   error
+	depth int
 }
+
+// maxDepth bounds nesting, as encoding/json's cycle check does: a map that
+// contains itself is an error, not a stack overflow.
+const maxDepth = 1000
 
 // newWriter starts the object with the fields of c, in Common's field order.
 func newWriter(c *Common) *writer {
@@ -154,6 +159,10 @@ func (w *writer) time(k string, t time.Time) {
 		w.fail(fmt.Errorf("spec: %s: year %d outside of range [0,9999]", k, y))
 		return
 	}
+	if _, offset := t.Zone(); offset <= -24*60*60 || offset >= 24*60*60 {
+		w.fail(fmt.Errorf("spec: %s: timezone hour outside of range [0,23]", k))
+		return
+	}
 	w.key(k)
 	w.b = append(t.AppendFormat(append(w.b, '"'), time.RFC3339Nano), '"')
 }
@@ -186,7 +195,7 @@ func (w *writer) value(v any) {
 		if s == "" {
 			s = "0"
 		}
-		if !json.Valid([]byte(s)) || s[0] == '{' || s[0] == '[' || s[0] == '"' || s[0] == 't' || s[0] == 'f' || s[0] == 'n' {
+		if !isNumber(s) {
 			w.fail(fmt.Errorf("spec: invalid number literal %q", s))
 			return
 		}
@@ -194,6 +203,11 @@ func (w *writer) value(v any) {
 	case float64:
 		w.b = appendFloat(w.b, v, w)
 	case map[string]any:
+		if w.depth++; w.depth > maxDepth {
+			w.fail(errors.New("spec: value nested too deep, or a cycle"))
+			return
+		}
+		defer func() { w.depth-- }()
 		if v == nil {
 			w.b = append(w.b, "null"...)
 			return
@@ -214,6 +228,11 @@ func (w *writer) value(v any) {
 		}
 		w.b = append(w.b, '}')
 	case []any:
+		if w.depth++; w.depth > maxDepth {
+			w.fail(errors.New("spec: value nested too deep, or a cycle"))
+			return
+		}
+		defer func() { w.depth-- }()
 		if v == nil {
 			w.b = append(w.b, "null"...)
 			return
@@ -234,6 +253,12 @@ func (w *writer) value(v any) {
 		}
 		w.b = append(w.b, b...)
 	}
+}
+
+// isNumber reports whether s is a JSON number and nothing else.
+func isNumber(s string) bool {
+	first, last := s[0], s[len(s)-1]
+	return (first == '-' || first >= '0' && first <= '9') && last >= '0' && last <= '9' && json.Valid([]byte(s))
 }
 
 // appendFloat formats f as encoding/json does.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"math"
 	"testing"
+	"time"
 )
 
 // The encoder must write exactly what encoding/json writes.
@@ -60,5 +61,32 @@ func TestValueFloatsMatchEncodingJSON(t *testing.T) {
 	w.value(math.NaN())
 	if w.err == nil {
 		t.Error("NaN must be an error, as in encoding/json")
+	}
+}
+
+func TestValueRefusesWhatEncodingJSONRefuses(t *testing.T) {
+	cyclic := map[string]any{}
+	cyclic["self"] = cyclic
+	for name, v := range map[string]any{
+		"cycle":              cyclic,
+		"number with space":  json.Number(" 1"),
+		"number then object": json.Number(" {\"admin\":true}"),
+		"trailing newline":   json.Number("1\n"),
+		"not a number":       json.Number("true"),
+	} {
+		_, jerr := json.Marshal(v)
+		w := &writer{}
+		w.value(v)
+		if jerr == nil || w.err == nil {
+			t.Errorf("%s: encoding/json error %v, writer error %v; want both to refuse", name, jerr, w.err)
+		}
+	}
+}
+
+func TestMarshalRefusesOffsetsOfADayOrMore(t *testing.T) {
+	e := &Track{Common: Common{Type: TypeTrack, UserID: "u",
+		Timestamp: time.Date(2026, 1, 1, 0, 0, 0, 0, time.FixedZone("", 25*3600))}, Event: "E"}
+	if _, err := e.MarshalJSON(); err == nil {
+		t.Error("MarshalJSON wrote a +25:00 offset, which encoding/json refuses")
 	}
 }
