@@ -83,8 +83,9 @@ type HandlerOptions struct {
 //   - 400: invalid JSON, or an invalid event (or a batch with no valid
 //     event); the body names each field and the rule it broke.
 //   - 401 {"error":"Invalid write key"}; 403 for an origin not allowed;
-//     404 and 405 as JSON; 413 for a body over the limits; 415 for a
-//     content type other than application/json or text/plain.
+//     404 and 405 as JSON; 413 for a body over the limits, or a batch larger
+//     than an integration's whole queue; 415 for a content type other than
+//     application/json or text/plain.
 //   - 503 with Retry-After: a target queue is full or the Manager is shutting
 //     down; nothing of the request was accepted.
 type Handler struct {
