@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"mime"
 	"net"
 	"net/http"
 	"strconv"
@@ -84,8 +83,13 @@ type HandlerOptions struct {
 //     event); the body names each field and the rule it broke.
 //   - 401 {"error":"Invalid write key"}; 403 for an origin not allowed;
 //     404 and 405 as JSON; 413 for a body over the limits, or a batch larger
-//     than an integration's whole queue; 415 for a content type other than
-//     application/json or text/plain.
+//     than an integration's whole queue; 415 for a Content-Encoding other
+//     than gzip or none.
+//
+// The body is read as JSON whatever Content-Type the request declares, or
+// none: analytics.js sends text/plain, and RudderStack's Node SDK declares
+// application/x-www-form-urlencoded for its gzipped JSON. A body that is not
+// JSON is answered 400.
 //   - 503 with Retry-After: a target queue is full or the Manager is shutting
 //     down; nothing of the request was accepted.
 type Handler struct {
@@ -239,10 +243,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeSuccess(w)
 		return
 	}
-	if !contentTypeOK(r.Header.Get("Content-Type")) {
-		writeError(w, http.StatusUnsupportedMediaType, "Content-Type must be application/json or text/plain")
-		return
-	}
 	// A key in the Authorization header decides; without one, the body's.
 	headerKey, hasHeaderKey := basicUser(r.Header.Get("Authorization"))
 	if hasHeaderKey && !h.keyValid(headerKey) {
@@ -377,17 +377,6 @@ func (h *Handler) enqueueOK(w http.ResponseWriter, ctx context.Context, events .
 		writeError(w, http.StatusInternalServerError, "Internal error")
 	}
 	return false
-}
-
-// contentTypeOK accepts no Content-Type, application/json and text/plain,
-// with any parameters (charset).
-func contentTypeOK(ct string) bool {
-	switch ct {
-	case "", "application/json", "text/plain", "text/plain;charset=UTF-8", "application/json; charset=utf-8":
-		return true // the forms SDKs send, without parsing
-	}
-	mt, _, err := mime.ParseMediaType(ct)
-	return err == nil && (mt == "application/json" || mt == "text/plain")
 }
 
 // readBody reads the request body into buf, decompressing gzip, and returns

@@ -198,7 +198,7 @@ func TestHandlerRejectsBadInput(t *testing.T) {
 		{name: "batch empty", path: "/batch", body: `{"batch":[]}`, status: 400, error: "Invalid batch", fields: "batch:required"},
 		{name: "batch item without type", path: "/batch", body: `{"batch":[{"userId":"u1"}]}`, status: 400, error: "No valid events"},
 		{name: "event too large", path: "/track", body: big, status: 413, error: "Body too large: the limit is 32768 bytes"},
-		{name: "wrong content type", path: "/track", body: `{}`, header: map[string]string{"Content-Type": "application/x-www-form-urlencoded"}, status: 415},
+		{name: "form content type, not JSON", path: "/track", body: `userId=u1&event=E`, header: map[string]string{"Content-Type": "application/x-www-form-urlencoded"}, status: 400, error: "Invalid JSON"},
 		{name: "unknown encoding", path: "/track", body: `{}`, header: map[string]string{"Content-Encoding": "br"}, status: 415},
 		{name: "bad gzip", path: "/track", body: `not gzip`, header: map[string]string{"Content-Encoding": "gzip"}, status: 400, error: "Invalid gzip body"},
 		{name: "unknown path", path: "/nope", body: `{}`, status: 404, error: "Not found"},
@@ -311,6 +311,30 @@ func TestHandlerGzip(t *testing.T) {
 	flush(t, c.m)
 	if got := c.rec.got(); len(got) != 1 || got[0].(*spec.Track).Event != "Zipped" {
 		t.Errorf("delivered %v, want the one zipped event", got)
+	}
+}
+
+// TestHandlerAnyContentType: the body is JSON whatever the request declares.
+// RudderStack's Node SDK gzips its batches and declares a form type.
+func TestHandlerAnyContentType(t *testing.T) {
+	c := newCollector(t, nil, opentrack.Options{})
+	for i, h := range []map[string]string{
+		{"Content-Type": "application/x-www-form-urlencoded", "Content-Encoding": "gzip"},
+		{"Content-Type": "application/octet-stream"},
+		{"Content-Type": ""},
+		{"Content-Type": "text/plain;charset=UTF-8"},
+	} {
+		body := fmt.Sprintf(`{"batch":[{"type":"track","userId":"u1","event":"E%d"}]}`, i)
+		if h["Content-Encoding"] == "gzip" {
+			body = gzipped(t, body)
+		}
+		if a := c.do(t, "POST", "/batch", body, h); a.status != 200 {
+			t.Errorf("Content-Type %q: %d %s, want 200", h["Content-Type"], a.status, a.raw)
+		}
+	}
+	flush(t, c.m)
+	if got := len(c.rec.got()); got != 4 {
+		t.Errorf("delivered %d events, want 4", got)
 	}
 }
 

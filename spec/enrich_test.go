@@ -90,9 +90,11 @@ func TestEnrichTimestamps(t *testing.T) {
 			wantOriginalTimestamp: "2024-01-02T15:30:00+05:30",
 		},
 		{
-			name:                  "originalTimestamp wins over timestamp",
+			// RudderStack's SDKs send originalTimestamp (the call) beside
+			// a caller's explicit timestamp (an import of history).
+			name:                  "timestamp and originalTimestamp: both kept as given",
 			body:                  `{"originalTimestamp":"2024-01-02T10:00:00Z","timestamp":"2023-01-01T00:00:00Z","sentAt":"2024-01-02T10:00:05Z"}`,
-			wantTimestamp:         "2024-01-02T12:00:05Z",
+			wantTimestamp:         "2023-01-01T00:00:00Z",
 			wantOriginalTimestamp: "2024-01-02T10:00:00Z",
 		},
 		{
@@ -118,10 +120,30 @@ func TestEnrichTimestamps(t *testing.T) {
 			wantTimestamp: "2024-01-02T12:00:10Z",
 		},
 		{
-			name:                  "sentAt before the event",
+			name:                  "sentAt before the event: no correction",
 			body:                  `{"timestamp":"2024-01-02T10:00:05Z","sentAt":"2024-01-02T10:00:00Z"}`,
-			wantTimestamp:         "2024-01-02T12:00:15Z",
+			wantTimestamp:         "2024-01-02T10:00:05Z",
 			wantOriginalTimestamp: "2024-01-02T10:00:05Z",
+		},
+		{
+			// Year 0 minus 2026 overflows a time.Duration; it must not
+			// produce a timestamp centuries away.
+			name:                  "sentAt in year 0: no correction, no overflow",
+			body:                  `{"timestamp":"2026-01-02T10:00:00Z","sentAt":"0000-01-01T00:00:00+01:00"}`,
+			wantTimestamp:         "2026-01-02T10:00:00Z",
+			wantOriginalTimestamp: "2026-01-02T10:00:00Z",
+		},
+		{
+			name:                  "sent more than MaxSendDelay after the event: no correction",
+			body:                  `{"timestamp":"2023-01-02T10:00:00Z","sentAt":"2024-01-02T10:00:00Z"}`,
+			wantTimestamp:         "2023-01-02T10:00:00Z",
+			wantOriginalTimestamp: "2023-01-02T10:00:00Z",
+		},
+		{
+			name:                  "sent 29 days after the event: corrected",
+			body:                  `{"timestamp":"2023-12-04T12:00:00Z","sentAt":"2024-01-02T12:00:00Z"}`,
+			wantTimestamp:         "2023-12-04T12:00:10Z",
+			wantOriginalTimestamp: "2023-12-04T12:00:00Z",
 		},
 	}
 	for _, tt := range tests {
