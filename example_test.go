@@ -59,5 +59,5 @@ func ExampleManager_Shutdown() {
 	fmt.Println(m.Enqueue(context.Background(), &spec.Track{}))
 	// Output:
 	// 100 delivered
-	// opentrack: manager closed
+	// opentrack: closed
 }

@@ -4,9 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/opentrackhq/opentrack/spec"
@@ -209,31 +206,6 @@ func RetryAfterDelay(err error) (time.Duration, bool) {
 		return r.wait, true
 	}
 	return 0, false
-}
-
-// ParseRetryAfter reads an HTTP Retry-After header value: delay-seconds or an
-// HTTP date. It returns 0 for an empty or unreadable value.
-func ParseRetryAfter(v string, now time.Time) time.Duration {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0
-	}
-	if s, err := strconv.Atoi(v); err == nil {
-		if s < 0 {
-			return 0
-		}
-		return time.Duration(s) * time.Second
-	}
-	t, err := http.ParseTime(v) // the three HTTP date forms, in GMT
-	if err != nil {
-		t, err = time.Parse(time.RFC1123, v) // other zones, as some servers send
-	}
-	if err == nil {
-		if d := t.Sub(now); d > 0 {
-			return d
-		}
-	}
-	return 0
 }
 
 // BatchError reports which events of a batch failed; the others were

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"runtime"
 	"strings"
 	"sync"
@@ -719,17 +718,6 @@ func TestErrorMarkers(t *testing.T) {
 	}
 	if d, ok := opentrack.RetryAfterDelay(wrapped); !ok || d != 3*time.Second {
 		t.Errorf("RetryAfterDelay = %v, %v; want 3s", d, ok)
-	}
-	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	for v, want := range map[string]time.Duration{
-		"120": 2 * time.Minute, "": 0, "-3": 0, "soon": 0,
-		now.Add(90 * time.Second).Format(time.RFC1123):                90 * time.Second,
-		now.Add(time.Minute).Format(http.TimeFormat):                  time.Minute,
-		now.Add(time.Minute).Format("Monday, 02-Jan-06 15:04:05 GMT"): time.Minute,
-	} {
-		if got := opentrack.ParseRetryAfter(v, now); got != want {
-			t.Errorf("ParseRetryAfter(%q) = %v, want %v", v, got, want)
-		}
 	}
 }
 

@@ -30,13 +30,19 @@ var (
 	// ErrQueueFull means a target integration's queue has no room for the
 	// events; none of them was enqueued.
 	ErrQueueFull = errors.New("opentrack: queue full")
-	// ErrClosed means the Manager is shutting down or shut down; nothing was
-	// enqueued.
-	ErrClosed = errors.New("opentrack: manager closed")
+	// ErrClosed means the Manager, or an integration, is shut down or
+	// closed: nothing was enqueued or delivered. Built-in integrations
+	// return it, marked [Permanent], from calls made after Close.
+	ErrClosed = errors.New("opentrack: closed")
 	// ErrTooLarge means one call holds more events for an integration than
-	// its whole queue (Delivery.QueueSize) can; sending it again cannot help.
+	// its whole queue can; sending it again cannot help.
 	ErrTooLarge = errors.New("opentrack: more events than an integration's queue holds")
 )
+
+// ErrNotConfigured is returned by the FromEnv function of every built-in
+// integration when the environment sets none of its variables: the host
+// leaves that integration out. A half configuration is a [*ConfigError].
+var ErrNotConfigured = errors.New("opentrack: integration not configured")
 
 // Options configures a [Manager]. The zero value of every field means its
 // default, so Options{Integrations: ...} is a complete configuration.
@@ -165,9 +171,13 @@ type Stats struct {
 	Err error
 }
 
-// ConfigError reports an invalid [Options] field, from [New].
+// ConfigError reports an invalid option: a field of [Options] from [New], or
+// of a built-in integration's options or environment from its constructor.
 type ConfigError struct {
-	Field  string
+	// Field names the option: "Delivery.Workers", "webhook.Options.Method",
+	// "WEBHOOK_URL".
+	Field string
+	// Reason says what is wrong with it.
 	Reason string
 }
 

@@ -2,7 +2,7 @@
 // built-in or your own. It drives an integration through a real
 // opentrack.Manager, and through direct calls, against a stand-in of its
 // backend and checks the contract of opentrack.Integration: every call
-// arrives, transient failures are retried until delivered, permanent ones
+// arrives once, with the values sent, transient failures are retried until delivered, permanent ones
 // are reported without retries, a cancelled context is honoured, concurrent
 // delivery is safe, events are not kept after a call returns, calls after
 // Close fail, and Close may be called twice.
@@ -18,6 +18,7 @@
 package integrationtest
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -42,10 +43,10 @@ type Harness interface {
 	// integration's Init, Batch or per-call methods, Flush and Close itself
 	// as well as through a Manager, and may call them after Close.
 	New(t *testing.T) opentrack.Integration
-	// Received returns how many events of each call type the backend holds,
-	// decoded from what it received on the wire. It may be called at any
-	// time, after Close too.
-	Received(t *testing.T) map[spec.Type]int
+	// Received returns one Record per event the backend holds, read back
+	// from what it received on the wire and named in Segment's terms (see
+	// [Record]). It may be called at any time, after Close too.
+	Received(t *testing.T) []Record
 	// FailNext makes the backend fail its next n requests: transiently (a
 	// 503, a write error) or permanently (a 400). The suite calls it only
 	// once the integration is initialised (Init, if any, has returned) and
@@ -59,6 +60,22 @@ type Harness interface {
 	// Types lists the call types the integration stores; the suite expects
 	// exactly one backend record per event of these types.
 	Types() []spec.Type
+}
+
+// Record is one event as a backend stored it, read back by the harness.
+type Record struct {
+	// Type is the Segment call the backend stored the event as.
+	Type spec.Type
+	// MessageID is the event's messageId as the backend stored it.
+	MessageID string
+	// Fields maps paths of the event's Segment JSON ("userId", "event",
+	// "properties.revenue", "traits.email", "context.ip", "groupId") to the
+	// values the backend stored for them, as text: strings as they are,
+	// numbers in their JSON form ("12.5"), booleans "true"/"false", arrays
+	// and objects as JSON. A harness names the paths its backend keeps in a
+	// form it can read back; the suite compares each with the event sent, so
+	// a mangled event fails. Fields must name at least one path.
+	Fields map[string]string
 }
 
 // Events returns one valid, enriched event of each type, with messageIds
@@ -161,12 +178,120 @@ func only(events []spec.Event, types []spec.Type) []spec.Event {
 	return out
 }
 
-func checkReceived(t *testing.T, h Harness, want map[spec.Type]int) {
+// RecordFromJSON reads back one event that a backend received as Segment
+// JSON (a JSON-lines file, a webhook body): every path of the object becomes
+// a field. It is for harnesses of integrations that send events as they are.
+func RecordFromJSON(raw []byte) (Record, error) {
+	var m map[string]any
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	if err := dec.Decode(&m); err != nil {
+		return Record{}, fmt.Errorf("integrationtest: %w", err)
+	}
+	fields := map[string]string{}
+	flatten(fields, "", m)
+	return Record{Type: spec.Type(fields["type"]), MessageID: fields["messageId"], Fields: fields}, nil
+}
+
+// expectation is what the backend must hold for the events sent: per
+// messageId, the type and the flattened Segment JSON of the event, taken
+// when it was sent (the suite may change the events afterwards).
+type expectation map[string]expected
+
+type expected struct {
+	typ    spec.Type
+	fields map[string]string
+}
+
+// expect records events as they are now, added to x.
+func (x expectation) expect(t *testing.T, events ...spec.Event) expectation {
 	t.Helper()
-	got := h.Received(t)
-	for _, ty := range h.Types() {
-		if got[ty] != want[ty] {
-			t.Errorf("backend holds %d %s events, want %d (all: %v)", got[ty], ty, want[ty], got)
+	for _, e := range events {
+		raw, err := e.MarshalJSON()
+		if err != nil {
+			t.Fatalf("marshal %s: %v", e.Fields().MessageID, err)
+		}
+		var m map[string]any
+		dec := json.NewDecoder(bytes.NewReader(raw))
+		dec.UseNumber()
+		if err := dec.Decode(&m); err != nil {
+			t.Fatalf("decode %s: %v", e.Fields().MessageID, err)
+		}
+		fields := map[string]string{}
+		flatten(fields, "", m)
+		x[e.Fields().MessageID] = expected{typ: e.Fields().Type, fields: fields}
+	}
+	return x
+}
+
+// flatten writes the values of m into out under dotted paths; objects are
+// also written whole, as JSON, under their own path.
+func flatten(out map[string]string, prefix string, m map[string]any) {
+	for k, v := range m {
+		path := k
+		if prefix != "" {
+			path = prefix + "." + k
+		}
+		switch v := v.(type) {
+		case map[string]any:
+			flatten(out, path, v)
+			b, _ := json.Marshal(v)
+			out[path] = string(b)
+		case string:
+			out[path] = v
+		case json.Number:
+			out[path] = v.String()
+		case nil:
+			out[path] = "null"
+		default:
+			b, _ := json.Marshal(v)
+			out[path] = string(b)
+		}
+	}
+}
+
+// checkReceived checks that the backend holds exactly the events of want,
+// each once, as their type, with the values sent.
+func checkReceived(t *testing.T, h Harness, want expectation) {
+	t.Helper()
+	compare(t, h.Received(t), want)
+}
+
+// errorer is the part of *testing.T that compare uses.
+type errorer interface {
+	Helper()
+	Errorf(format string, args ...any)
+}
+
+func compare(t errorer, got []Record, want expectation) {
+	t.Helper()
+	seen := map[string]int{}
+	for _, r := range got {
+		seen[r.MessageID]++
+		w, ok := want[r.MessageID]
+		if !ok {
+			t.Errorf("backend holds an event that was not expected there: %+v", r)
+			continue
+		}
+		if r.Type != w.typ {
+			t.Errorf("event %s stored as %s, want %s", r.MessageID, r.Type, w.typ)
+		}
+		if len(r.Fields) == 0 {
+			t.Errorf("event %s: the harness read back no fields; Record.Fields must name at least one", r.MessageID)
+		}
+		for path, v := range r.Fields {
+			sent, ok := w.fields[path]
+			switch {
+			case !ok:
+				t.Errorf("event %s: the backend holds %s = %q, which the event sent did not have", r.MessageID, path, v)
+			case sent != v:
+				t.Errorf("event %s: %s = %q in the backend, want %q as sent", r.MessageID, path, v, sent)
+			}
+		}
+	}
+	for id, w := range want {
+		if n := seen[id]; n != 1 {
+			t.Errorf("backend holds %s event %s %d times, want once", w.typ, id, n)
 		}
 	}
 }
@@ -182,11 +307,7 @@ func testDeliversEveryCall(t *testing.T, h Harness) {
 	if f.n() != 0 {
 		t.Fatalf("%d events reported as failed: %+v", f.n(), f.list)
 	}
-	want := map[spec.Type]int{}
-	for _, e := range events {
-		want[e.Fields().Type]++
-	}
-	checkReceived(t, h, want)
+	checkReceived(t, h, expectation{}.expect(t, events...))
 	if s := m.Stats()[0]; s.Delivered != uint64(len(events)) {
 		t.Errorf("Delivered = %d, want %d", s.Delivered, len(events))
 	}
@@ -194,15 +315,15 @@ func testDeliversEveryCall(t *testing.T, h Harness) {
 
 // warmUp delivers one event through m and flushes, so that the
 // integration's Init and first-use set-up have run before a case arms
-// FailNext. It returns the counts the backend then holds.
-func warmUp(t *testing.T, h Harness, m *opentrack.Manager) map[spec.Type]int {
+// FailNext. It returns what the backend then holds.
+func warmUp(t *testing.T, h Harness, m *opentrack.Manager) expectation {
 	t.Helper()
 	e := only(Events("warmup"), h.Types())[:1]
 	if err := m.Enqueue(t.Context(), e...); err != nil {
 		t.Fatal(err)
 	}
 	flush(t, m)
-	want := map[spec.Type]int{e[0].Fields().Type: 1}
+	want := expectation{}.expect(t, e...)
 	checkReceived(t, h, want)
 	if t.Failed() {
 		t.FailNow()
@@ -227,8 +348,7 @@ func testRetriesTransient(t *testing.T, h Harness) {
 	}
 	// Whether the integration retried by itself (as the BigQuery client
 	// does) or the Manager did, the event must land exactly once.
-	want[e[0].Fields().Type]++
-	checkReceived(t, h, want)
+	checkReceived(t, h, want.expect(t, e...))
 	if s := m.Stats()[0]; s.Delivered != 2 || s.Failed != 0 {
 		t.Errorf("Delivered = %d, Failed = %d; want 2 (warm-up included) and 0", s.Delivered, s.Failed)
 	}
@@ -285,14 +405,6 @@ func initialise(t *testing.T, in opentrack.Integration) {
 	}
 }
 
-func count(events []spec.Event) map[spec.Type]int {
-	out := map[spec.Type]int{}
-	for _, e := range events {
-		out[e.Fields().Type]++
-	}
-	return out
-}
-
 func testCancelled(t *testing.T, h Harness) {
 	in := h.New(t)
 	initialise(t, in)
@@ -306,7 +418,7 @@ func testCancelled(t *testing.T, h Harness) {
 	if opentrack.IsPermanent(err) {
 		t.Errorf("a cancelled call was marked Permanent (%v); the Manager must be free to retry it", err)
 	}
-	checkReceived(t, h, map[spec.Type]int{})
+	checkReceived(t, h, expectation{})
 	if c, ok := in.(opentrack.Closer); ok {
 		_ = c.Close(t.Context())
 	}
@@ -315,7 +427,7 @@ func testCancelled(t *testing.T, h Harness) {
 func testConcurrent(t *testing.T, h Harness) {
 	var f failures
 	m := manager(t, h.New(t), &f)
-	want := map[spec.Type]int{}
+	want := expectation{}
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	for g := range 8 {
@@ -327,9 +439,7 @@ func testConcurrent(t *testing.T, h Harness) {
 					return
 				}
 				mu.Lock()
-				for _, e := range events {
-					want[e.Fields().Type]++
-				}
+				want.expect(t, events...)
 				mu.Unlock()
 			}
 		})
@@ -389,7 +499,7 @@ func testDoesNotRetain(t *testing.T, h Harness) {
 		in := h.New(t)
 		initialise(t, in)
 		events := only(Events("retain"), types)
-		want := count(events)
+		want := expectation{}.expect(t, events...)
 		batch := append([]spec.Event(nil), events...)
 		if err := call(t.Context(), in, batch); err != nil {
 			t.Fatalf("delivery: %v", err)
@@ -414,7 +524,7 @@ func testDoesNotRetain(t *testing.T, h Harness) {
 		var f failures
 		m := manager(t, h.New(t), &f)
 		events := only(Events("retain"), types)
-		want := count(events)
+		want := expectation{}.expect(t, events...)
 		if err := m.Enqueue(t.Context(), events...); err != nil {
 			t.Fatal(err)
 		}
@@ -446,7 +556,7 @@ func testCallAfterClose(t *testing.T, h Harness) {
 	if err := call(t.Context(), in, e); err != nil {
 		t.Fatalf("delivery before Close: %v", err)
 	}
-	want := count(e)
+	want := expectation{}.expect(t, e...)
 	checkReceived(t, h, want)
 	if err := c.Close(t.Context()); err != nil {
 		t.Fatalf("Close: %v", err)

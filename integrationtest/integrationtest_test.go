@@ -18,7 +18,7 @@ var errClosed = errors.New("memsink: closed")
 // and its next requests can be made to fail.
 type backend struct {
 	mu        sync.Mutex
-	got       map[spec.Type]int
+	got       []integrationtest.Record
 	fail      int
 	permanent bool
 }
@@ -38,11 +38,11 @@ func (b *backend) request(ctx context.Context, lines [][]byte) error {
 		return errors.New("memsink: 503")
 	}
 	for _, l := range lines {
-		e, err := spec.Decode(l, "")
+		r, err := integrationtest.RecordFromJSON(l)
 		if err != nil {
 			return opentrack.Permanent(err)
 		}
-		b.got[e.Fields().Type]++
+		b.got = append(b.got, r)
 	}
 	return nil
 }
@@ -105,7 +105,7 @@ type harness struct {
 }
 
 func (h *harness) New(t *testing.T) opentrack.Integration {
-	h.b = &backend{got: map[spec.Type]int{}}
+	h.b = &backend{}
 	s := &sink{b: h.b}
 	if h.batch {
 		return batchSink{s}
@@ -113,14 +113,10 @@ func (h *harness) New(t *testing.T) opentrack.Integration {
 	return s
 }
 
-func (h *harness) Received(t *testing.T) map[spec.Type]int {
+func (h *harness) Received(t *testing.T) []integrationtest.Record {
 	h.b.mu.Lock()
 	defer h.b.mu.Unlock()
-	out := map[spec.Type]int{}
-	for k, v := range h.b.got {
-		out[k] = v
-	}
-	return out
+	return append([]integrationtest.Record(nil), h.b.got...)
 }
 
 func (h *harness) FailNext(t *testing.T, n int, permanent bool) bool {

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/api/googleapi"
 
 	"github.com/opentrackhq/opentrack"
+	"github.com/opentrackhq/opentrack/internal/httpx"
 )
 
 // schemaRefresh is how often, at most, a table's schema is read again when
@@ -591,7 +592,7 @@ func classify(op string, err error) error {
 	if !transient {
 		return opentrack.Permanent(werr)
 	}
-	if d := opentrack.ParseRetryAfter(ge.Header.Get("Retry-After"), time.Now()); d > 0 {
+	if d := httpx.ParseRetryAfter(ge.Header.Get("Retry-After"), time.Now()); d > 0 {
 		return opentrack.RetryAfter(werr, d)
 	}
 	return werr

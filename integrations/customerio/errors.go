@@ -12,6 +12,7 @@ import (
 	cio "github.com/customerio/go-customerio/v3"
 
 	"github.com/opentrackhq/opentrack"
+	"github.com/opentrackhq/opentrack/internal/httpx"
 )
 
 // ErrNotDeliverable is wrapped by the error for an event that the mapping
@@ -63,7 +64,7 @@ func classify(call string, status int, header http.Header, body []byte, err erro
 	}
 	se := &StatusError{Call: call, StatusCode: status, Body: strings.TrimSpace(string(body))}
 	if status == http.StatusRequestTimeout || status == http.StatusTooManyRequests || status >= 500 {
-		if d := opentrack.ParseRetryAfter(header.Get("Retry-After"), time.Now()); d > 0 {
+		if d := httpx.ParseRetryAfter(header.Get("Retry-After"), time.Now()); d > 0 {
 			return opentrack.RetryAfter(se, d)
 		}
 		return se

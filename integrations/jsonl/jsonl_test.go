@@ -63,7 +63,7 @@ func (h *harness) New(t *testing.T) opentrack.Integration {
 	return sink
 }
 
-func (h *harness) Received(t *testing.T) map[spec.Type]int {
+func (h *harness) Received(t *testing.T) []integrationtest.Record {
 	var data []byte
 	if h.file {
 		var err error
@@ -75,14 +75,14 @@ func (h *harness) Received(t *testing.T) map[spec.Type]int {
 		data = bytes.Clone(h.w.buf.Bytes())
 		h.w.mu.Unlock()
 	}
-	out := map[spec.Type]int{}
+	var out []integrationtest.Record
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	for sc.Scan() {
-		e, err := spec.Decode(sc.Bytes(), "")
+		r, err := integrationtest.RecordFromJSON(sc.Bytes())
 		if err != nil {
 			t.Fatalf("line %q: %v", sc.Text(), err)
 		}
-		out[e.Fields().Type]++
+		out = append(out, r)
 	}
 	return out
 }
