@@ -145,6 +145,14 @@ func track(id string) *spec.Track {
 	return &spec.Track{Common: spec.Common{Type: spec.TypeTrack, MessageID: id, UserID: "u1"}, Event: "Clicked"}
 }
 
+// trackBy is a track of the given user: a non-batch integration delivers one
+// user's events one at a time, different users' in parallel.
+func trackBy(user, id string) *spec.Track {
+	e := track(id)
+	e.UserID = user
+	return e
+}
+
 func flush(t *testing.T, m *opentrack.Manager) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

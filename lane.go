@@ -5,61 +5,89 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
+	"math"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/opentrackhq/opentrack/internal/retry"
+	"github.com/opentrackhq/opentrack/queue"
 	"github.com/opentrackhq/opentrack/spec"
 )
 
-// A lane is one integration's queue, position and workers.
+// A lane is one integration's delivery: it reads the integration's records
+// from the queue, delivers them with retries, and settles each one.
 //
-// Events get consecutive sequence numbers as they are appended and stay on a
-// list, oldest first, until settled (delivered, or failed and reported). The
-// lane's position is the sequence number of the oldest unsettled event (or
-// the next one, when none is): every event below it is settled. Room in the
-// queue is QueueSize minus the unsettled events, so an event stuck in
-// retries holds one place, not the queue. This is the seam where a durable
-// journal will stand: append assigns positions, settling advances them.
+// It holds at most a window of records in memory (Delivery.QueueSize events
+// and Delivery.QueueBytes bytes); the rest waits in the queue, which for a
+// durable queue is on disk.
+//
+// Per-integration calls keep each user's order: the events of one user
+// (userId, else anonymousId) are delivered one after the other, in the order
+// they were accepted, while different users are delivered in parallel by
+// the workers. An event waiting to be retried waits on a timer, not in a
+// worker, and holds back only its own user's later events.
+//
+// A Batcher gets each batch in accepted order; a batch's failed events are
+// retried, after their wait, in a batch of their own.
 type lane struct {
 	m       *Manager
 	in      Integration
 	batcher Batcher
 	name    string
 	d       Delivery
+	policy  retry.Policy
+	reader  queue.Reader
 
-	ch chan *item
+	// ctx is cancelled when Shutdown's deadline passes: calls in flight and
+	// retry waits end, and workers stop calling the integration.
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	// stop ends the feeder and the workers once the lane has drained.
+	stop     chan struct{}
+	stopOnce sync.Once
+	wg       sync.WaitGroup
+
+	initDone chan struct{} // closed once Init has succeeded (or the lane stopped)
 
 	mu        sync.Mutex
-	next      uint64        // sequence number of the next appended event
-	head      *item         // the unsettled events, oldest first, linked
-	tail      *item         // the newest unsettled event
-	unsettled int           // how many events are linked
-	moved     chan struct{} // closed and replaced when an event settles
-	ready     bool          // Init succeeded, or was not needed
-	broken    error         // why Init failed for good
-	initDone  chan struct{} // closed once Init has succeeded or failed for good
-	ctx       context.Context
-	cancel    context.CancelCauseFunc // cancels calls and waits when Shutdown's deadline passes
-	wg        sync.WaitGroup
-	flushNow  chan struct{} // asks the batch collector to send what it holds
-	batchSend chan []*item  // from the collector to the batch senders
+	ready     bool
+	initErr   error                // the last Init error while not ready
+	held      map[uint64]*item     // read from the queue and not settled
+	heldBytes int64                // their sizes
+	users     map[string]*userQ    // per-user order, for non-batchers
+	timers    map[*time.Timer]bool // retry waits
+	moved     chan struct{}        // closed and replaced whenever a record settles
+	room      chan struct{}        // signalled when the window has room
 
-	accepted, delivered, retried, failed, deduplicated, panics atomic.Uint64
+	work      chan *userQ  // users with an event to deliver now
+	batchIn   chan []*item // from the feeder to the batch collector
+	batchSend chan []*item // from the collector (and retry timers) to the senders
+	flushNow  chan struct{}
+	// flushTo is the highest Seq a Flush (or Shutdown) waits for: the
+	// collector sends a batch holding such a record at once.
+	flushTo atomic.Uint64
+
+	accepted, delivered, retried, failed, deduplicated, panics, redelivered atomic.Uint64
 }
 
+// item is a record held by the lane.
 type item struct {
-	seq      uint64
-	ev       spec.Event
-	size     int
-	at       time.Time // appended
+	rec      queue.Record
 	attempts int
 	first    time.Time // first attempt
 	claimed  bool      // its outcome is decided; guarded by lane.mu
+}
 
-	prev, next *item // the lane's list of unsettled events; guarded by lane.mu
+// userQ is one user's events waiting for a non-batch integration, oldest
+// first. busy is set while one of them is being delivered or waits to be
+// retried, so the user is in at most one place: the work channel, a worker
+// or a timer.
+type userQ struct {
+	key   string
+	items []*item
+	busy  bool
 }
 
 func newLane(m *Manager, in Integration, d Delivery) *lane {
@@ -68,10 +96,18 @@ func newLane(m *Manager, in Integration, d Delivery) *lane {
 		in:       in,
 		name:     in.Name(),
 		d:        d,
-		ch:       make(chan *item, d.QueueSize),
-		moved:    make(chan struct{}),
+		policy:   retry.Policy{MaxAttempts: d.Retry.MaxAttempts, Initial: d.Retry.InitialBackoff, Max: d.Retry.MaxBackoff, MaxElapsed: d.Retry.MaxElapsedTime},
+		stop:     make(chan struct{}),
 		initDone: make(chan struct{}),
+		held:     map[uint64]*item{},
+		users:    map[string]*userQ{},
+		timers:   map[*time.Timer]bool{},
+		moved:    make(chan struct{}),
+		room:     make(chan struct{}, 1),
 		flushNow: make(chan struct{}, 1),
+	}
+	if d.Retry.Disable {
+		l.policy.MaxAttempts = 1
 	}
 	l.batcher, _ = in.(Batcher)
 	l.ctx, l.cancel = context.WithCancelCause(context.Background())
@@ -80,31 +116,43 @@ func newLane(m *Manager, in Integration, d Delivery) *lane {
 
 func (l *lane) start() {
 	l.wg.Go(l.init)
+	l.wg.Go(l.feed)
 	if l.batcher != nil {
+		l.batchIn = make(chan []*item)
 		l.batchSend = make(chan []*item)
 		l.wg.Go(l.collect)
 		for range l.d.Workers {
 			l.wg.Go(func() {
-				<-l.initDone
-				for b := range l.batchSend {
-					l.sendBatch(b)
+				for {
+					select {
+					case b := <-l.batchSend:
+						l.sendBatch(b)
+					case <-l.stop:
+						return
+					}
 				}
 			})
 		}
 		return
 	}
+	l.work = make(chan *userQ, l.d.QueueSize)
 	for range l.d.Workers {
 		l.wg.Go(func() {
-			<-l.initDone
-			for it := range l.ch {
-				l.deliver(it)
+			for {
+				select {
+				case u := <-l.work:
+					l.deliverNext(u)
+				case <-l.stop:
+					return
+				}
 			}
 		})
 	}
 }
 
-// init runs the integration's Init, retrying under the lane's RetryPolicy.
-// If it fails for good the lane is broken: its events go to OnFailure.
+// init runs the integration's Init until it succeeds, for as long as the
+// lane runs, with capped backoff: a destination that is down at start is no
+// reason to lose events, which wait in the queue meanwhile.
 func (l *lane) init() {
 	defer close(l.initDone)
 	in, ok := l.in.(Initializer)
@@ -112,97 +160,251 @@ func (l *lane) init() {
 		l.setReady(nil)
 		return
 	}
-	it := &item{first: time.Now()} // tracks attempts and elapsed time
-	for {
-		it.attempts++
+	p := retry.Policy{Initial: l.d.Retry.InitialBackoff, Max: l.d.Retry.MaxBackoff}
+	for attempts := 1; ; attempts++ {
 		err := l.call(func(ctx context.Context) error { return in.Init(ctx) })
 		if err == nil {
 			l.setReady(nil)
 			return
 		}
-		wait, ok := l.retryWait(it, err)
-		if ok {
-			l.m.log.Warn("opentrack: init failed, retrying", slog.String("integration", l.name), slog.Duration("wait", wait), slog.Any("error", err))
-			if ok = l.sleep(wait); ok {
-				l.retried.Add(1)
-				continue
-			}
-			err = errors.Join(context.Cause(l.ctx), err)
-		}
-		err = fmt.Errorf("opentrack: %s: init failed after %d attempts: %w", l.name, it.attempts, err)
-		l.m.log.Error("opentrack: integration disabled; its events go to OnFailure", slog.String("integration", l.name), slog.Any("error", err))
+		err = fmt.Errorf("opentrack: %s: init failed (attempt %d): %w", l.name, attempts, err)
 		l.setReady(err)
+		throttle, _ := RetryAfterDelay(err)
+		wait := p.Backoff(attempts, throttle)
+		l.m.log.Warn("opentrack: integration not ready; its events wait in its queue", slog.String("integration", l.name),
+			slog.Duration("retryIn", wait), slog.Any("error", err))
+		if !l.sleep(wait) {
+			return
+		}
+		l.retried.Add(1)
+	}
+}
+
+func (l *lane) setReady(err error) {
+	l.mu.Lock()
+	l.ready, l.initErr = err == nil, err
+	l.mu.Unlock()
+}
+
+// feed reads the integration's records from the queue into the lane's
+// window and hands them on.
+func (l *lane) feed() {
+	select {
+	case <-l.initDone:
+	case <-l.stop:
 		return
 	}
-}
-
-func (l *lane) setReady(broken error) {
-	l.mu.Lock()
-	l.ready, l.broken = broken == nil, broken
-	l.mu.Unlock()
-}
-
-// hasRoom reports whether n more events fit. l.mu must be held.
-func (l *lane) hasRoom(n int) bool {
-	return l.unsettled+n <= l.d.QueueSize
-}
-
-// appendLocked gives items consecutive sequence numbers, links them and puts
-// them in the channel, and unlocks l.mu, which reserve locked. The sends
-// cannot block: reserve checked that the queue has room, and the channel
-// holds no more than the unsettled events. Sending under the lock means that
-// whoever reads next also finds the items in the channel (Flush relies on it).
-func (l *lane) appendLocked(items []*item) {
-	for _, it := range items {
-		it.seq = l.next
-		l.next++
-		it.prev = l.tail
-		if l.tail != nil {
-			l.tail.next = it
-		} else {
-			l.head = it
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		<-l.stop
+		cancel()
+	}()
+	for {
+		n := l.waitRoom(ctx)
+		if n == 0 {
+			return
 		}
-		l.tail = it
-		l.unsettled++
-		l.ch <- it
+		recs, err := l.reader.Next(ctx, n)
+		if err != nil {
+			if !errors.Is(err, context.Canceled) && !errors.Is(err, queue.ErrClosed) {
+				l.m.log.Error("opentrack: reading the queue", slog.String("integration", l.name), slog.Any("error", err))
+				if !l.sleep(time.Second) {
+					return
+				}
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			continue
+		}
+		items := make([]*item, len(recs))
+		l.mu.Lock()
+		for i, r := range recs {
+			it := &item{rec: r}
+			items[i] = it
+			l.held[r.Seq] = it
+			l.heldBytes += int64(r.Size)
+			if r.Redelivered {
+				l.redelivered.Add(1)
+			}
+		}
+		if l.batcher == nil {
+			for _, it := range items {
+				l.dispatchLocked(it)
+			}
+		}
+		l.mu.Unlock()
+		if l.batcher != nil {
+			select {
+			case l.batchIn <- items:
+			case <-l.stop:
+				return
+			}
+		}
 	}
+}
+
+// readChunk bounds one read, so that the byte window is passed by at most a
+// chunk of events.
+const readChunk = 256
+
+// waitRoom waits until the window has room and returns how many records may
+// be read, or 0 when the lane stops.
+func (l *lane) waitRoom(ctx context.Context) int {
+	for {
+		l.mu.Lock()
+		n := l.d.QueueSize - len(l.held)
+		full := n <= 0 || l.heldBytes >= l.d.QueueBytes
+		l.mu.Unlock()
+		if !full {
+			return min(n, readChunk)
+		}
+		select {
+		case <-l.room:
+		case <-ctx.Done():
+			return 0
+		}
+	}
+}
+
+// userKey is the key of an event's user for per-user order.
+func userKey(e spec.Event) string {
+	c := e.Fields()
+	if c.UserID != "" {
+		return "u:" + c.UserID
+	}
+	return "a:" + c.AnonymousID
+}
+
+// dispatchLocked queues it behind its user's earlier events. l.mu is held.
+// The send cannot block: the channel holds as many users as the window
+// holds events, and each user is in it at most once.
+func (l *lane) dispatchLocked(it *item) {
+	key := userKey(it.rec.Event)
+	u := l.users[key]
+	if u == nil {
+		u = &userQ{key: key}
+		l.users[key] = u
+	}
+	u.items = append(u.items, it)
+	if !u.busy {
+		u.busy = true
+		l.work <- u
+	}
+}
+
+// deliverNext makes one attempt at u's oldest event.
+func (l *lane) deliverNext(u *userQ) {
+	l.mu.Lock()
+	it := u.items[0]
 	l.mu.Unlock()
-	l.accepted.Add(uint64(len(items)))
+	if err := l.unusable(); err != nil {
+		l.settle(it, err)
+		l.advance(u)
+		return
+	}
+	if it.attempts == 0 {
+		it.first = time.Now()
+	}
+	it.attempts++
+	err := l.call(func(ctx context.Context) error { return Deliver(ctx, l.in, it.rec.Event) })
+	if err == nil {
+		l.settle(it, nil)
+		l.advance(u)
+		return
+	}
+	wait, ok := l.retryWait(it, err)
+	if !ok {
+		l.settle(it, l.withCause(err))
+		l.advance(u)
+		return
+	}
+	l.retried.Add(1)
+	l.m.log.Debug("opentrack: retrying", slog.String("integration", l.name), slog.Int("attempt", it.attempts),
+		slog.Duration("wait", wait), slog.Any("error", err))
+	l.after(wait, func() { l.requeue(u) })
 }
 
-// position is the sequence number of the oldest unsettled event, or next.
-// l.mu must be held.
-func (l *lane) position() uint64 {
-	if l.head != nil {
-		return l.head.seq
+// advance drops u's delivered or failed head and queues u again if it has
+// more events.
+func (l *lane) advance(u *userQ) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	u.items[0] = nil
+	u.items = u.items[1:]
+	if len(u.items) == 0 {
+		u.busy = false
+		delete(l.users, u.key)
+		return
 	}
-	return l.next
+	l.work <- u
 }
 
-// settleLocked unlinks a claimed item and wakes those waiting for the
-// position. l.mu must be held.
-func (l *lane) settleLocked(it *item) {
-	if it.prev == nil && l.head != it {
-		return // not linked (settled before)
+// requeue puts u back in line after a retry wait.
+func (l *lane) requeue(u *userQ) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.work <- u
+}
+
+// after runs fn after d on a timer the lane can stop. When the lane is
+// cancelled first, fn runs at once, so that the waiting events are settled.
+func (l *lane) after(d time.Duration, fn func()) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var t *time.Timer
+	t = time.AfterFunc(d, func() {
+		l.mu.Lock()
+		delete(l.timers, t)
+		l.mu.Unlock()
+		fn()
+	})
+	l.timers[t] = true
+}
+
+// hurryTimers fires every pending retry wait now; used once the lane is
+// cancelled, so that the events settle.
+func (l *lane) hurryTimers() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for t := range l.timers {
+		t.Reset(0)
 	}
-	if it.prev != nil {
-		it.prev.next = it.next
+}
+
+// settle decides it's outcome once: delivered (err == nil), or failed and
+// reported to OnFailure, and then frees its place in the queue, so that
+// Flush returns only after OnFailure has seen it.
+func (l *lane) settle(it *item, err error) {
+	if !l.claim(it) {
+		return
+	}
+	if err != nil {
+		l.m.report(l, it, err)
+	}
+	l.m.stats.RLock()
+	if err == nil {
+		l.delivered.Add(1)
 	} else {
-		l.head = it.next
+		l.failed.Add(1)
 	}
-	if it.next != nil {
-		it.next.prev = it.prev
-	} else {
-		l.tail = it.prev
-	}
-	it.prev, it.next = nil, nil
-	l.unsettled--
+	l.reader.Settle(it.rec.Seq)
+	l.m.stats.RUnlock()
+	l.mu.Lock()
+	delete(l.held, it.rec.Seq)
+	l.heldBytes -= int64(it.rec.Size)
 	close(l.moved)
 	l.moved = make(chan struct{})
+	l.mu.Unlock()
+	select {
+	case l.room <- struct{}{}:
+	default:
+	}
 }
 
-// claim decides an item's outcome; it returns false if the outcome was
-// already decided (by Shutdown's sweep, or a worker).
+// claim decides an item's outcome; it returns false if it was decided
+// already (by Shutdown's sweep, or a worker).
 func (l *lane) claim(it *item) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -213,76 +415,46 @@ func (l *lane) claim(it *item) bool {
 	return true
 }
 
-// done settles it as delivered (err == nil) or as failed, in which case it
-// is reported before its position is released, so that Flush returns only
-// after OnFailure has seen it.
-func (l *lane) done(it *item, err error) {
-	if !l.claim(it) {
+// retryWait decides whether another attempt is worth it after err, and how
+// long to wait first.
+func (l *lane) retryWait(it *item, err error) (time.Duration, bool) {
+	if IsPermanent(err) || l.ctx.Err() != nil {
+		return 0, false
+	}
+	throttle, _ := RetryAfterDelay(err)
+	return l.policy.Next(it.attempts, time.Since(it.first), throttle)
+}
+
+// drained reports whether every record of the integration in the queue is
+// settled.
+func (l *lane) drained() bool { return l.reader.Stats().Unsettled == 0 }
+
+// flushUpTo asks the batch collector to send, without waiting for the
+// interval, every batch that holds a record with a Seq up to last.
+func (l *lane) flushUpTo(last uint64) {
+	if l.batcher == nil {
 		return
 	}
-	if err == nil {
-		l.delivered.Add(1)
-	} else {
-		l.m.report(l, it, err)
-	}
-	l.mu.Lock()
-	l.settleLocked(it)
-	l.mu.Unlock()
-}
-
-// failPending reports, with err, every event not yet claimed, so that
-// nothing accepted is left unaccounted for when Shutdown returns, even if a
-// call never came back. Events that workers are reporting at that moment are
-// waited for until deadline, no longer: they are in OnFailure's hands.
-func (l *lane) failPending(err error, deadline time.Time) {
-	l.mu.Lock()
-	var todo []*item
-	for it := l.head; it != nil; it = it.next {
-		if !it.claimed {
-			it.claimed = true
-			todo = append(todo, it)
-		}
-	}
-	l.mu.Unlock()
-	for _, it := range todo {
-		l.m.report(l, it, err)
-		l.mu.Lock()
-		l.settleLocked(it)
-		l.mu.Unlock()
-	}
-	timer := time.NewTimer(time.Until(deadline))
-	defer timer.Stop()
 	for {
-		l.mu.Lock()
-		empty, moved := l.head == nil, l.moved
-		l.mu.Unlock()
-		if empty {
-			return
+		old := l.flushTo.Load()
+		if old >= last || l.flushTo.CompareAndSwap(old, last) {
+			break
 		}
-		select {
-		case <-moved:
-		case <-timer.C:
-			return
-		}
+	}
+	select {
+	case l.flushNow <- struct{}{}:
+	default:
 	}
 }
 
-// waitSettled waits until every event appended before the call is settled.
-func (l *lane) waitSettled(ctx context.Context) error {
-	l.mu.Lock()
-	target := l.next
-	l.mu.Unlock()
-	if l.batcher != nil {
-		select {
-		case l.flushNow <- struct{}{}:
-		default:
-		}
-	}
+// waitSettled waits until every record with a Seq up to last is settled.
+func (l *lane) waitSettled(ctx context.Context, last uint64) error {
+	l.flushUpTo(last)
 	for {
 		l.mu.Lock()
-		settled, moved := l.position() >= target, l.moved
+		moved := l.moved
 		l.mu.Unlock()
-		if settled {
+		if l.reader.Stats().Cursor > last {
 			return nil
 		}
 		select {
@@ -293,16 +465,70 @@ func (l *lane) waitSettled(ctx context.Context) error {
 	}
 }
 
-func (l *lane) stats(now time.Time) Stats {
-	l.mu.Lock()
-	queued := l.unsettled
-	pos := l.position()
-	var age time.Duration
-	if l.head != nil {
-		age = now.Sub(l.head.at)
+// waitDrained waits until every record of the integration is settled.
+func (l *lane) waitDrained(ctx context.Context) error {
+	for {
+		l.mu.Lock()
+		moved := l.moved
+		l.mu.Unlock()
+		if l.drained() {
+			return nil
+		}
+		l.flushUpTo(math.MaxUint64)
+		select {
+		case <-moved:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
-	ready, broken := l.ready, l.broken
+}
+
+// halt stops the feeder and the workers; calls in flight finish first.
+func (l *lane) halt() { l.stopOnce.Do(func() { close(l.stop) }) }
+
+// failPending reports, with err, every record of the integration not yet
+// settled, read or not, so that nothing accepted is left unaccounted for
+// when Shutdown returns. Used for queues that are not durable only.
+func (l *lane) failPending(err error) {
+	l.mu.Lock()
+	var todo []*item
+	for _, it := range l.held {
+		if !it.claimed {
+			todo = append(todo, it)
+		}
+	}
 	l.mu.Unlock()
+	for _, it := range todo {
+		l.settle(it, err)
+	}
+	// What the lane never read: take it from the queue without waiting.
+	done, cancel := context.WithCancel(context.Background())
+	cancel()
+	for {
+		recs, rerr := l.reader.Next(done, readChunk)
+		if rerr != nil || len(recs) == 0 {
+			return
+		}
+		for _, r := range recs {
+			it := &item{rec: r}
+			l.mu.Lock()
+			l.held[r.Seq] = it
+			l.heldBytes += int64(r.Size)
+			l.mu.Unlock()
+			l.settle(it, err)
+		}
+	}
+}
+
+func (l *lane) stats(now time.Time) Stats {
+	rs := l.reader.Stats()
+	l.mu.Lock()
+	ready, initErr := l.ready, l.initErr
+	l.mu.Unlock()
+	var age time.Duration
+	if !rs.Oldest.IsZero() {
+		age = max(now.Sub(rs.Oldest), 0)
+	}
 	return Stats{
 		Integration:  l.name,
 		Accepted:     l.accepted.Load(),
@@ -310,12 +536,14 @@ func (l *lane) stats(now time.Time) Stats {
 		Retried:      l.retried.Load(),
 		Failed:       l.failed.Load(),
 		Deduplicated: l.deduplicated.Load(),
+		Redelivered:  l.redelivered.Load(),
 		Panics:       l.panics.Load(),
-		Queued:       queued,
+		Queued:       rs.Unsettled,
+		QueuedBytes:  rs.Bytes,
 		OldestAge:    age,
-		Position:     pos,
+		Cursor:       rs.Cursor,
 		Ready:        ready,
-		Err:          broken,
+		Err:          initErr,
 	}
 }
 
@@ -349,36 +577,7 @@ func (l *lane) hook(name string, fn func() error) (err error) {
 	return nil
 }
 
-// backoff returns the wait before attempt+1: a random wait between half and
-// all of an exponential ceiling, raised to any Retry-After the error asks for.
-func (l *lane) backoff(attempt int, err error) time.Duration {
-	r := l.d.Retry
-	ceil := r.InitialBackoff << min(attempt-1, 30)
-	if ceil <= 0 || ceil > r.MaxBackoff {
-		ceil = r.MaxBackoff
-	}
-	wait := ceil/2 + rand.N(ceil/2+1)
-	if ra, ok := RetryAfterDelay(err); ok && ra > wait {
-		wait = ra
-	}
-	return wait
-}
-
-// retryWait decides whether it is worth another attempt after err and how long
-// to wait first. ok is false when the event should fail now.
-func (l *lane) retryWait(it *item, err error) (time.Duration, bool) {
-	r := l.d.Retry
-	if r.Disable || IsPermanent(err) || it.attempts >= r.MaxAttempts || l.ctx.Err() != nil {
-		return 0, false
-	}
-	wait := l.backoff(it.attempts, err)
-	if time.Since(it.first)+wait > r.MaxElapsedTime {
-		return 0, false
-	}
-	return wait, true
-}
-
-// sleep waits d, or returns false if the lane is cancelled first.
+// sleep waits d, or returns false if the lane is cancelled or stopped first.
 func (l *lane) sleep(d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
@@ -387,50 +586,28 @@ func (l *lane) sleep(d time.Duration) bool {
 		return true
 	case <-l.ctx.Done():
 		return false
+	case <-l.stop:
+		return false
 	}
 }
 
-// unusable returns why the lane cannot call its integration any more: Init
-// failed for good, or Shutdown's deadline has passed. Nil otherwise.
-func (l *lane) unusable() error {
-	if err := context.Cause(l.ctx); err != nil {
-		return err
+// withCause joins err with the reason the lane was cancelled, if it was, so
+// that an event failed by Shutdown's deadline says so.
+func (l *lane) withCause(err error) error {
+	if cause := context.Cause(l.ctx); cause != nil {
+		return errors.Join(cause, err)
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.broken
+	return err
 }
 
-// deliver sends one event to a non-batch integration, with retries.
-func (l *lane) deliver(it *item) {
-	it.first = time.Now()
-	for {
-		if err := l.unusable(); err != nil {
-			l.done(it, err)
-			return
-		}
-		it.attempts++
-		err := l.call(func(ctx context.Context) error { return Deliver(ctx, l.in, it.ev) })
-		if err == nil {
-			l.done(it, nil)
-			return
-		}
-		wait, ok := l.retryWait(it, err)
-		if !ok || !l.sleep(wait) {
-			if cause := context.Cause(l.ctx); cause != nil {
-				err = errors.Join(cause, err)
-			}
-			l.done(it, err)
-			return
-		}
-		l.retried.Add(1)
-		l.m.log.Debug("opentrack: retrying", slog.String("integration", l.name), slog.Int("attempt", it.attempts), slog.Any("error", err))
-	}
-}
+// unusable returns why the lane cannot call its integration any more:
+// Shutdown's deadline has passed. Nil otherwise.
+func (l *lane) unusable() error { return context.Cause(l.ctx) }
 
-// collect groups queued events into batches and hands them to the senders.
+// collect groups records into batches, in accepted order, and hands them to
+// the senders: when a batch is full (events or bytes), Interval after its
+// first record, or at once when it holds a record a Flush waits for.
 func (l *lane) collect() {
-	defer close(l.batchSend)
 	b := l.d.Batch
 	var (
 		cur   []*item
@@ -438,113 +615,104 @@ func (l *lane) collect() {
 		timer = time.NewTimer(time.Hour)
 	)
 	timer.Stop()
-	send := func() {
+	send := func() bool {
 		if len(cur) == 0 {
-			return
+			return true
 		}
-		l.batchSend <- cur
+		select {
+		case l.batchSend <- cur:
+		case <-l.stop:
+			return false
+		}
 		cur, bytes = nil, 0
 		timer.Stop()
-	}
-	add := func(it *item) {
-		if len(cur) == 0 {
-			timer.Reset(b.Interval)
-		}
-		cur = append(cur, it)
-		bytes += it.size
-		if len(cur) >= b.MaxEvents || bytes >= b.MaxBytes {
-			send()
-		}
+		return true
 	}
 	for {
 		select {
-		case it, ok := <-l.ch:
-			if !ok {
-				send()
-				return
-			}
-			add(it)
-		case <-timer.C:
-			send()
-		case <-l.flushNow:
-			// Send what is held and what is already queued, without waiting
-			// for the interval.
-		drain:
-			for {
-				select {
-				case it, ok := <-l.ch:
-					if !ok {
-						send()
+		case chunk := <-l.batchIn:
+			for _, it := range chunk {
+				if len(cur) == 0 {
+					timer.Reset(b.Interval)
+				}
+				cur = append(cur, it)
+				bytes += it.rec.Size
+				if len(cur) >= b.MaxEvents || bytes >= b.MaxBytes {
+					if !send() {
 						return
 					}
-					add(it)
-				default:
-					break drain
 				}
 			}
-			send()
+			if len(cur) > 0 && cur[0].rec.Seq <= l.flushTo.Load() && !send() {
+				return
+			}
+		case <-timer.C:
+			if !send() {
+				return
+			}
+		case <-l.flushNow:
+			if len(cur) > 0 && cur[0].rec.Seq <= l.flushTo.Load() && !send() {
+				return
+			}
+		case <-l.stop:
+			return
 		}
 	}
 }
 
-// sendBatch delivers a batch with retries; only failed events are retried.
+// sendBatch makes one attempt at a batch. Failed events that may be retried
+// wait on a timer and go again as a batch of their own.
 func (l *lane) sendBatch(items []*item) {
-	now := time.Now()
-	for _, it := range items {
-		it.first = now
-	}
-	events := make([]spec.Event, 0, len(items))
-	for len(items) > 0 {
-		if err := l.unusable(); err != nil {
-			for _, it := range items {
-				l.done(it, err)
-			}
-			return
-		}
-		events = events[:0]
+	if err := l.unusable(); err != nil {
 		for _, it := range items {
-			it.attempts++
-			events = append(events, it.ev)
+			l.settle(it, err)
 		}
-		err := l.call(func(ctx context.Context) error { return l.batcher.Batch(ctx, events) })
-		outcome := l.batchOutcome(err, len(items))
-		var (
-			retry    []*item
-			longest  time.Duration
-			retryErr error
-		)
-		for i, it := range items {
-			ierr := outcome(i)
-			if ierr == nil {
-				l.done(it, nil)
-				continue
-			}
-			wait, ok := l.retryWait(it, ierr)
-			if !ok {
-				if cause := context.Cause(l.ctx); cause != nil {
-					ierr = errors.Join(cause, ierr)
-				}
-				l.done(it, ierr)
-				continue
-			}
-			retry = append(retry, it)
-			if wait > longest {
-				longest, retryErr = wait, ierr
-			}
-		}
-		items = retry
-		if len(items) == 0 {
-			return
-		}
-		if !l.sleep(longest) {
-			for _, it := range items {
-				l.done(it, errors.Join(context.Cause(l.ctx), retryErr))
-			}
-			return
-		}
-		l.retried.Add(uint64(len(items)))
-		l.m.log.Debug("opentrack: retrying batch", slog.String("integration", l.name), slog.Int("events", len(items)), slog.Any("error", retryErr))
+		return
 	}
+	now := time.Now()
+	events := make([]spec.Event, len(items))
+	for i, it := range items {
+		if it.attempts == 0 {
+			it.first = now
+		}
+		it.attempts++
+		events[i] = it.rec.Event
+	}
+	err := l.call(func(ctx context.Context) error { return l.batcher.Batch(ctx, events) })
+	outcome := l.batchOutcome(err, len(items))
+	var (
+		again    []*item
+		longest  time.Duration
+		retryErr error
+	)
+	for i, it := range items {
+		ierr := outcome(i)
+		if ierr == nil {
+			l.settle(it, nil)
+			continue
+		}
+		wait, ok := l.retryWait(it, ierr)
+		if !ok {
+			l.settle(it, l.withCause(ierr))
+			continue
+		}
+		again = append(again, it)
+		if wait > longest {
+			longest, retryErr = wait, ierr
+		}
+	}
+	if len(again) == 0 {
+		return
+	}
+	l.retried.Add(uint64(len(again)))
+	l.m.log.Debug("opentrack: retrying batch", slog.String("integration", l.name), slog.Int("events", len(again)),
+		slog.Duration("wait", longest), slog.Any("error", retryErr))
+	l.after(longest, func() {
+		select {
+		case l.batchSend <- again:
+		case <-l.stop:
+		}
+	})
 }
 
 // batchOutcome returns a function giving the error for event i of a batch of

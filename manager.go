@@ -6,30 +6,46 @@ import (
 	"fmt"
 	"hash/maphash"
 	"log/slog"
+	"reflect"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/opentrackhq/opentrack/queue"
 	"github.com/opentrackhq/opentrack/spec"
 )
 
 // Manager accepts events and delivers each to every integration it targets,
-// asynchronously. Each integration has its own bounded queue and workers, so
-// a slow or failing destination fills only its own queue.
+// asynchronously. Each integration has its own workers and its own part of
+// the queue, so a slow or failing destination fills only its own part.
 //
-// Today the queue is memory: an accepted event lives in memory until every
-// target has delivered it or given up on it. [Manager.Shutdown] drains the
-// queues; a crash loses what they hold.
+// Accepted events wait in a [queue.Queue] until every target has settled
+// them (delivered them, or reported them to [Options.OnFailure]). By default
+// the queue is memory ([queue.Memory]): [Manager.Shutdown] drains it, and a
+// crash loses what it holds. With a durable queue (Options.Queue, such as
+// the journal package's) a 2xx means the events are on disk, and after a
+// restart each integration resumes where it was.
 //
 // A Manager is safe for concurrent use. Create it with [New].
 type Manager struct {
 	log       *slog.Logger
 	onFailure func(Failure)
 	lanes     []*lane
+	names     []string // the lanes' names, shared by records that target all
+	q         queue.Queue
+	durable   bool
 	dedup     *dedup // nil when disabled
+	unrouted  atomic.Uint64
+	lastSeq   atomic.Uint64 // the highest Seq appended
 
-	// intake guards closed and the queues' channels: Enqueue holds it for
-	// reading while it appends, Shutdown for writing while it closes them.
+	// stats makes a Stats snapshot consistent: Enqueue (append and count)
+	// and settling (count and settle) hold it for reading, Stats for
+	// writing.
+	stats sync.RWMutex
+
+	// intake guards closed: Enqueue holds it for reading, Shutdown for
+	// writing when it stops intake.
 	intake sync.RWMutex
 	closed bool
 
@@ -42,13 +58,23 @@ type Manager struct {
 	hooksClosed bool
 }
 
-// maxIntegrations bounds Options.Integrations: an event's targets are a
-// 64-bit mask.
-const maxIntegrations = 64
+// durableQueue is implemented by queues whose Append survives a crash. The
+// Manager then leaves undelivered events in the queue at Shutdown instead of
+// reporting them, and retries for hours by default.
+type durableQueue interface {
+	Durable() bool
+}
+
+// recentIDs is implemented by durable queues that can list the messageIds of
+// their newest records, to rebuild the dedup window after a restart.
+type recentIDs interface {
+	RecentMessageIDs(n int) ([]string, error)
+}
 
 // New returns a Manager delivering to opts.Integrations and starts their
-// workers. It returns a [*ConfigError] for an invalid option or a duplicate
-// integration name.
+// workers. It returns a [*ConfigError] for an invalid option, a nil
+// integration (typed nils included, such as a nil *jsonl.Integration) or a
+// duplicate name, and the queue's error if it cannot open readers.
 func New(opts Options) (*Manager, error) {
 	if err := opts.Delivery.validate("Delivery"); err != nil {
 		return nil, err
@@ -56,9 +82,51 @@ func New(opts Options) (*Manager, error) {
 	if opts.DedupWindow < 0 {
 		return nil, &ConfigError{"DedupWindow", "must not be negative"}
 	}
-	m := &Manager{log: opts.Logger, onFailure: opts.OnFailure}
+	if len(opts.Integrations) > maxIntegrations {
+		return nil, &ConfigError{"Integrations", fmt.Sprintf("at most %d integrations are supported", maxIntegrations)}
+	}
+	m := &Manager{log: opts.Logger, onFailure: opts.OnFailure, q: opts.Queue}
 	if m.log == nil {
 		m.log = slog.Default()
+	}
+	if d, ok := m.q.(durableQueue); ok {
+		m.durable = d.Durable()
+	}
+	seen := map[string]bool{}
+	deliveries := make([]Delivery, len(opts.Integrations))
+	for i, in := range opts.Integrations {
+		field := fmt.Sprintf("Integrations[%d]", i)
+		if isNil(in) {
+			return nil, &ConfigError{field, fmt.Sprintf("is a nil %T; leave out integrations that are not configured", in)}
+		}
+		name := in.Name()
+		if name == "" {
+			return nil, &ConfigError{field, "has an empty Name"}
+		}
+		if seen[name] {
+			return nil, &ConfigError{field, fmt.Sprintf("duplicate Name %q", name)}
+		}
+		seen[name] = true
+		var own Delivery
+		if t, ok := in.(DeliveryTuner); ok {
+			own = t.Delivery()
+			if err := own.validate(name + ".Delivery()"); err != nil {
+				return nil, err
+			}
+		}
+		deliveries[i] = opts.Delivery.merged(own, m.durable)
+		m.names = append(m.names, name)
+	}
+	if m.q == nil {
+		limits := make(map[string]queue.Limit, len(m.names))
+		for i, name := range m.names {
+			limits[name] = queue.Limit{Events: deliveries[i].QueueSize, Bytes: deliveries[i].QueueBytes}
+		}
+		m.q = queue.NewMemory(&queue.MemoryOptions{Limits: limits})
+	}
+	readers, err := m.q.Open(m.names)
+	if err != nil {
+		return nil, fmt.Errorf("opentrack: opening the queue: %w", err)
 	}
 	if !opts.DisableDedup {
 		n := opts.DedupWindow
@@ -66,34 +134,20 @@ func New(opts Options) (*Manager, error) {
 			n = DefaultDedupWindow
 		}
 		m.dedup = newDedup(n)
-	}
-	if len(opts.Integrations) > maxIntegrations {
-		return nil, &ConfigError{"Integrations", fmt.Sprintf("at most %d integrations are supported", maxIntegrations)}
-	}
-	seen := map[string]bool{}
-	for i, in := range opts.Integrations {
-		if in == nil {
-			return nil, &ConfigError{fmt.Sprintf("Integrations[%d]", i), "is nil"}
-		}
-		name := in.Name()
-		if name == "" {
-			return nil, &ConfigError{fmt.Sprintf("Integrations[%d]", i), "has an empty Name"}
-		}
-		if seen[name] {
-			return nil, &ConfigError{fmt.Sprintf("Integrations[%d]", i), fmt.Sprintf("duplicate Name %q", name)}
-		}
-		seen[name] = true
-		d := opts.Delivery
-		if t, ok := in.(DeliveryTuner); ok {
-			own := t.Delivery()
-			if err := own.validate(name + ".Delivery()"); err != nil {
-				return nil, err
+		if r, ok := m.q.(recentIDs); ok {
+			ids, err := r.RecentMessageIDs(n)
+			if err != nil {
+				m.log.Warn("opentrack: could not rebuild the dedup window from the queue", slog.Any("error", err))
 			}
-			d = own.merged(opts.Delivery)
-		} else {
-			d = d.merged(Delivery{})
+			for _, id := range ids {
+				m.dedup.add(id)
+			}
 		}
-		m.lanes = append(m.lanes, newLane(m, in, d))
+	}
+	for i, in := range opts.Integrations {
+		l := newLane(m, in, deliveries[i])
+		l.reader = readers[i]
+		m.lanes = append(m.lanes, l)
 	}
 	for _, l := range m.lanes {
 		l.start()
@@ -101,123 +155,156 @@ func New(opts Options) (*Manager, error) {
 	return m, nil
 }
 
+// isNil reports whether in is nil or an interface holding a nil pointer,
+// map, slice, func or channel.
+func isNil(in Integration) bool {
+	if in == nil {
+		return true
+	}
+	switch v := reflect.ValueOf(in); v.Kind() {
+	case reflect.Pointer, reflect.Map, reflect.Slice, reflect.Func, reflect.Chan, reflect.Interface:
+		return v.IsNil()
+	}
+	return false
+}
+
+// maxIntegrations bounds Options.Integrations.
+const maxIntegrations = 64
+
 // Enqueue accepts events for delivery to every integration each one targets,
-// by its "integrations" object (see [Targets]). It returns once the events
-// are safe in the queues, in memory today; ctx is for a future durable
-// journal and is not used yet.
+// by its "integrations" object (see [Event targeting] in the package doc).
+// It returns once the queue holds them as safely as it promises: in memory,
+// or fsynced for a durable queue. ctx bounds that wait.
 //
-// Enqueue is all or nothing: if any target queue lacks room it returns
-// [ErrQueueFull] and enqueues none of them; if the events can never fit in a
-// target queue, [ErrTooLarge]. After Shutdown it returns [ErrClosed]. An
-// event whose messageId was accepted within the dedup window is counted as
-// deduplicated and not enqueued again; that is not an error.
+// Enqueue is all or nothing: if a target's part of the queue lacks room it
+// returns [ErrQueueFull] and enqueues none of them; if the events can never
+// fit, [ErrTooLarge]. After Shutdown it returns [ErrClosed]. An event whose
+// messageId was accepted within the dedup window is counted as deduplicated
+// and not enqueued again; that is not an error. An event that targets no
+// integration is counted (see [Manager.Unrouted]) and dropped.
 func (m *Manager) Enqueue(ctx context.Context, events ...spec.Event) error {
-	_ = ctx
 	m.intake.RLock()
 	defer m.intake.RUnlock()
 	if m.closed {
 		return ErrClosed
 	}
-	if len(m.lanes) == 0 || len(events) == 0 {
+	if len(events) == 0 {
 		return nil
 	}
-	if m.dedup != nil {
-		m.dedup.mu.Lock()
-		defer m.dedup.mu.Unlock()
-	}
-	// Work out each event's targets and how much room each lane needs.
-	var buf [16]uint64
-	targets := buf[:0]
-	need := make([]int, len(m.lanes))
-	dups := make([]int, len(m.lanes))
-	var inRequest map[string]bool
+	recs := make([]queue.Record, 0, len(events))
+	var dups []int
+	var ids []uint64 // dedup hashes reserved for recs, released if Append fails
 	for _, e := range events {
-		var mask uint64
-		id := e.Fields().MessageID
-		dup := false
-		if m.dedup != nil && id != "" {
-			if m.dedup.seen(id) || inRequest[id] {
-				dup = true
-			} else if len(events) > 1 {
-				if inRequest == nil {
-					inRequest = make(map[string]bool, len(events))
-				}
-				inRequest[id] = true
-			}
-		}
-		for i, l := range m.lanes {
-			if !Targets(e, l.name) {
-				continue
-			}
-			if dup {
-				dups[i]++
-				continue
-			}
-			mask |= 1 << i
-			need[i]++
-		}
-		targets = append(targets, mask)
-	}
-	for i, l := range m.lanes {
-		if need[i] > l.d.QueueSize {
-			return ErrTooLarge
-		}
-	}
-	if err := m.reserve(need); err != nil {
-		return err
-	}
-	now := time.Now()
-	for i, l := range m.lanes {
-		if dups[i] > 0 {
-			l.deduplicated.Add(uint64(dups[i]))
-		}
-		if need[i] == 0 {
+		targets := m.route(e)
+		if len(targets) == 0 {
+			m.unrouted.Add(1)
 			continue
 		}
-		items := make([]*item, 0, need[i])
-		for j, e := range events {
-			if targets[j]&(1<<i) != 0 {
-				items = append(items, &item{ev: e, size: eventSize(e), at: now})
+		if m.dedup != nil {
+			if h, ok := m.dedup.reserve(e.Fields().MessageID); ok {
+				ids = append(ids, h)
+			} else {
+				m.countDup(e, &dups)
+				continue
 			}
 		}
-		l.appendLocked(items)
+		recs = append(recs, queue.Record{Event: e, Targets: targets})
 	}
-	if m.dedup != nil {
-		for j, e := range events {
-			if targets[j] != 0 {
-				m.dedup.add(e.Fields().MessageID)
-			}
+	for i, n := range dups {
+		if n > 0 {
+			m.lanes[i].deduplicated.Add(uint64(n))
+		}
+	}
+	if len(recs) == 0 {
+		return nil
+	}
+	m.stats.RLock()
+	err := m.q.Append(ctx, recs)
+	if err == nil {
+		for _, r := range recs {
+			m.count(r.Event, r.Targets)
+		}
+	}
+	m.stats.RUnlock()
+	if err != nil {
+		if m.dedup != nil {
+			m.dedup.release(ids)
+		}
+		switch {
+		case errors.Is(err, queue.ErrFull):
+			return fmt.Errorf("%w: %w", ErrQueueFull, err)
+		case errors.Is(err, queue.ErrTooLarge):
+			return fmt.Errorf("%w: %w", ErrTooLarge, err)
+		case errors.Is(err, queue.ErrClosed):
+			return fmt.Errorf("%w: %w", ErrClosed, err)
+		}
+		return fmt.Errorf("opentrack: enqueue: %w", err)
+	}
+	last := recs[len(recs)-1].Seq
+	for {
+		old := m.lastSeq.Load()
+		if old >= last || m.lastSeq.CompareAndSwap(old, last) {
+			break
 		}
 	}
 	return nil
 }
 
-// reserve checks every lane with need[i] > 0 for room, with all their locks
-// held, so that the events go into all their queues or none. The locks are
-// released by appendLocked (on success) or here (on failure).
-func (m *Manager) reserve(need []int) error {
-	for i, l := range m.lanes {
-		if need[i] == 0 {
-			continue
-		}
-		l.mu.Lock()
-		if !l.hasRoom(need[i]) {
-			for k := 0; k <= i; k++ {
-				if need[k] > 0 {
-					m.lanes[k].mu.Unlock()
-				}
-			}
-			return ErrQueueFull
+// route returns the names of the integrations e targets.
+func (m *Manager) route(e spec.Event) (targets []string) {
+	all := true
+	for _, l := range m.lanes {
+		if !targets1(e, l.name) {
+			all = false
+			break
 		}
 	}
-	return nil
+	if all {
+		return m.names // shared, read-only
+	}
+	for _, l := range m.lanes {
+		if targets1(e, l.name) {
+			targets = append(targets, l.name)
+		}
+	}
+	return targets
 }
 
-// Targets reports whether e goes to the integration called name, by e's
+func (m *Manager) countDup(e spec.Event, dups *[]int) {
+	if *dups == nil {
+		*dups = make([]int, len(m.lanes))
+	}
+	for i, l := range m.lanes {
+		if targets1(e, l.name) {
+			(*dups)[i]++
+		}
+	}
+}
+
+// count adds an appended event to its targets' accepted counters.
+func (m *Manager) count(e spec.Event, targets []string) {
+	if len(targets) == len(m.lanes) {
+		for _, l := range m.lanes {
+			l.accepted.Add(1)
+		}
+		return
+	}
+	for _, l := range m.lanes {
+		for _, t := range targets {
+			if t == l.name {
+				l.accepted.Add(1)
+				break
+			}
+		}
+	}
+}
+
+// targets1 reports whether e goes to the integration called name, by e's
 // "integrations" object as Segment reads it: the integration's own key if
-// present, else "All" (or "all", which analytics-go sends), else true. A key's value is false to disable, and true
-// or an options object to enable. Keys are case-sensitive.
-func Targets(e spec.Event, name string) bool {
+// present, else "All" (or "all", which analytics-go sends), else true. A
+// key's value is false to disable, and true or an options object to enable.
+// Keys are case-sensitive.
+func targets1(e spec.Event, name string) bool {
 	ints := e.Fields().Integrations
 	if len(ints) == 0 {
 		return true
@@ -245,25 +332,19 @@ func enabled(v any) bool {
 	}
 }
 
-func eventSize(e spec.Event) int {
-	if n := e.Fields().Size(); n > 0 {
-		return n
-	}
-	return 512
-}
-
 // Flush waits until every event enqueued before the call has been delivered
 // or given up on by every integration, then calls Flush on the integrations
-// that implement [Flusher]. Batches being collected are sent at once rather
-// than at their interval. It returns ctx's error if ctx ends first, and the
-// Flusher errors joined. After Shutdown has begun it returns [ErrClosed]:
-// Shutdown flushes by itself.
+// that implement [Flusher] and syncs the queue. Batches being collected are
+// sent at once rather than at their interval. It returns ctx's error if ctx
+// ends first, and the Flusher errors joined. After Shutdown has begun it
+// returns [ErrClosed]: Shutdown flushes by itself.
 func (m *Manager) Flush(ctx context.Context) error {
 	if m.Closed() {
 		return ErrClosed
 	}
+	last := m.lastSeq.Load()
 	for _, l := range m.lanes {
-		if err := l.waitSettled(ctx); err != nil {
+		if err := l.waitSettled(ctx, last); err != nil {
 			return err
 		}
 	}
@@ -280,18 +361,23 @@ func (m *Manager) Flush(ctx context.Context) error {
 			}
 		}
 	}
+	if err := m.q.Sync(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("opentrack: syncing the queue: %w", err))
+	}
 	return errors.Join(errs...)
 }
 
 // Shutdown stops intake (Enqueue returns ErrClosed from then on), delivers
-// everything already accepted, flushes, and closes the integrations that
-// implement [Closer]. Retries still in progress go on until they succeed or
-// ctx ends.
+// everything already accepted, flushes, closes the integrations that
+// implement [Closer], and closes the queue. Retries in progress go on until
+// they succeed or ctx ends.
 //
-// If ctx ends first, deliveries in flight are cancelled and every event not
-// delivered goes to [Options.OnFailure]; Shutdown then still closes the
-// integrations (allowing them a few seconds) and returns ctx's error. Only
-// the first call does the work; later calls return its result.
+// If ctx ends first, deliveries in flight are cancelled. With the memory
+// queue every event not delivered then goes to [Options.OnFailure]; with a
+// durable queue it stays in the queue, to be delivered after the next start.
+// Shutdown then still closes the integrations (allowing them a few seconds)
+// and returns ctx's error. Only the first call does the work; later calls
+// return its result.
 func (m *Manager) Shutdown(ctx context.Context) error {
 	m.shutdownOnce.Do(func() { m.shutdownErr = m.shutdown(ctx) })
 	return m.shutdownErr
@@ -300,38 +386,55 @@ func (m *Manager) Shutdown(ctx context.Context) error {
 func (m *Manager) shutdown(ctx context.Context) error {
 	m.intake.Lock()
 	m.closed = true
-	for _, l := range m.lanes {
-		close(l.ch)
-	}
 	m.intake.Unlock()
 
 	var errs []error
 	drained := make(chan struct{})
 	go func() {
 		for _, l := range m.lanes {
-			l.wg.Wait()
+			_ = l.waitDrained(ctx)
 		}
 		close(drained)
 	}()
 	select {
 	case <-drained:
 	case <-ctx.Done():
+	}
+	if ctx.Err() != nil {
 		errs = append(errs, ctx.Err())
-		// Cancel calls in flight and retry waits; workers then fail what
-		// they hold without calling the integration again.
+		// Cancel calls in flight and retry waits; workers then settle
+		// what they hold without calling the integration again.
 		for _, l := range m.lanes {
 			l.cancel(fmt.Errorf("%w before delivery: %w", ErrClosed, context.Cause(ctx)))
+			l.hurryTimers()
 		}
-		select {
-		case <-drained:
-		case <-time.After(closeGrace):
-			m.log.Error("opentrack: integration calls still running after the shutdown deadline; Close may run alongside them")
-		}
-		// Report whatever is still unsettled: nothing accepted leaves
-		// Shutdown unaccounted for.
-		deadline := time.Now().Add(closeGrace)
+	}
+	for _, l := range m.lanes {
+		l.halt()
+	}
+	stopped := make(chan struct{})
+	go func() {
 		for _, l := range m.lanes {
-			l.failPending(context.Cause(l.ctx), deadline)
+			l.wg.Wait()
+		}
+		close(stopped)
+	}()
+	select {
+	case <-stopped:
+	case <-time.After(closeGrace):
+		m.log.Error("opentrack: integration calls still running after the shutdown deadline; Close may run alongside them")
+	}
+	if ctx.Err() != nil {
+		for _, l := range m.lanes {
+			if m.durable {
+				if n := l.reader.Stats().Unsettled; n > 0 {
+					m.log.Warn("opentrack: events left in the queue for the next start",
+						slog.String("integration", l.name), slog.Int("events", n))
+				}
+				continue
+			}
+			// Nothing accepted leaves Shutdown unaccounted for.
+			l.failPending(context.Cause(l.ctx))
 		}
 	}
 
@@ -356,6 +459,9 @@ func (m *Manager) shutdown(ctx context.Context) error {
 			}
 		}
 	}
+	if err := m.q.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("opentrack: closing the queue: %w", err))
+	}
 	return errors.Join(errs...)
 }
 
@@ -364,8 +470,11 @@ func (m *Manager) shutdown(ctx context.Context) error {
 const closeGrace = 5 * time.Second
 
 // Stats returns the delivery counters of every integration, in the order of
-// Options.Integrations.
+// Options.Integrations. The snapshot is consistent: with the memory queue,
+// Accepted = Delivered + Failed + Queued for each integration.
 func (m *Manager) Stats() []Stats {
+	m.stats.Lock()
+	defer m.stats.Unlock()
 	out := make([]Stats, 0, len(m.lanes))
 	now := time.Now()
 	for _, l := range m.lanes {
@@ -373,6 +482,10 @@ func (m *Manager) Stats() []Stats {
 	}
 	return out
 }
+
+// Unrouted counts the events accepted for no integration: their
+// "integrations" object disabled every one, or the Manager has none.
+func (m *Manager) Unrouted() uint64 { return m.unrouted.Load() }
 
 // Closed reports whether Shutdown has been called.
 func (m *Manager) Closed() bool {
@@ -385,11 +498,10 @@ func (m *Manager) Closed() bool {
 // panicking OnFailure is recovered and logged, so one bad dead-letter sink
 // cannot take the process and every queued event down with it.
 func (m *Manager) report(l *lane, it *item, err error) {
-	l.failed.Add(1)
 	m.log.Warn("opentrack: event not delivered",
 		slog.String("integration", l.name),
-		slog.String("messageId", it.ev.Fields().MessageID),
-		slog.String("type", string(it.ev.Fields().Type)),
+		slog.String("messageId", it.rec.Event.Fields().MessageID),
+		slog.String("type", string(it.rec.Event.Fields().Type)),
 		slog.Int("attempts", it.attempts),
 		slog.Any("error", err))
 	if m.onFailure == nil {
@@ -401,7 +513,7 @@ func (m *Manager) report(l *lane, it *item, err error) {
 				slog.Any("panic", r), slog.String("stack", string(debug.Stack())))
 		}
 	}()
-	m.onFailure(Failure{Integration: l.name, Event: it.ev, Err: err, Attempts: it.attempts})
+	m.onFailure(Failure{Integration: l.name, Event: it.rec.Event, Err: err, Attempts: it.attempts})
 }
 
 // dedup remembers the last n messageIds accepted, as 64-bit hashes: a
@@ -410,35 +522,72 @@ func (m *Manager) report(l *lane, it *item, err error) {
 type dedup struct {
 	mu   sync.Mutex
 	seed maphash.Seed
-	ids  map[uint64]struct{}
+	ids  map[uint64]int // hash → its slot in ring
 	ring []uint64
 	next int
 }
 
 func newDedup(n int) *dedup {
-	return &dedup{seed: maphash.MakeSeed(), ids: make(map[uint64]struct{}, n), ring: make([]uint64, n)}
+	return &dedup{seed: maphash.MakeSeed(), ids: make(map[uint64]int, n), ring: make([]uint64, n)}
 }
 
 // hash never returns 0, which marks an empty ring slot.
 func (d *dedup) hash(id string) uint64 { return maphash.String(d.seed, id) | 1 }
 
-func (d *dedup) seen(id string) bool {
-	_, ok := d.ids[d.hash(id)]
+func (d *dedup) hasLocked(h uint64) bool {
+	_, ok := d.ids[h]
 	return ok
+}
+
+// reserve adds id and returns its hash, or false if it is there already
+// (accepted, or being accepted by a concurrent request). An empty id is
+// never a duplicate.
+func (d *dedup) reserve(id string) (uint64, bool) {
+	if id == "" {
+		return 0, true
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	h := d.hash(id)
+	if d.hasLocked(h) {
+		return 0, false
+	}
+	d.putLocked(h)
+	return h, true
 }
 
 func (d *dedup) add(id string) {
 	if id == "" {
 		return
 	}
-	h := d.hash(id)
-	if _, ok := d.ids[h]; ok {
-		return
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if h := d.hash(id); !d.hasLocked(h) {
+		d.putLocked(h)
 	}
-	if old := d.ring[d.next]; old != 0 {
+}
+
+func (d *dedup) putLocked(h uint64) {
+	if old := d.ring[d.next]; old != 0 && d.ids[old] == d.next {
 		delete(d.ids, old)
 	}
 	d.ring[d.next] = h
-	d.ids[h] = struct{}{}
+	d.ids[h] = d.next
 	d.next = (d.next + 1) % len(d.ring)
+}
+
+// release forgets hashes reserved for events that were not accepted after
+// all, so that the sender's retry is not taken for a replay.
+func (d *dedup) release(hs []uint64) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, h := range hs {
+		if h == 0 {
+			continue
+		}
+		if slot, ok := d.ids[h]; ok {
+			delete(d.ids, h)
+			d.ring[slot] = 0
+		}
+	}
 }

@@ -53,7 +53,7 @@ func TestManagerDeliversEveryCallToEveryIntegration(t *testing.T) {
 			t.Errorf("%s: Flush did not reach the Flusher", r.name)
 		}
 		s := statsOf(t, m, r.name)
-		if s.Accepted != 6 || s.Delivered != 6 || s.Queued != 0 || s.Position != 6 {
+		if s.Accepted != 6 || s.Delivered != 6 || s.Queued != 0 || s.Cursor != 7 {
 			t.Errorf("%s stats = %+v, want 6 accepted and delivered, none queued, position 6", r.name, s)
 		}
 	}
@@ -391,7 +391,7 @@ func TestManagerStatsShowQueueAndAge(t *testing.T) {
 		time.Sleep(5 * time.Second)
 		synctest.Wait()
 		s := m.Stats()[0]
-		if s.Queued != 2 || s.OldestAge != 5*time.Second || s.Position != 0 {
+		if s.Queued != 2 || s.OldestAge != 5*time.Second || s.Cursor != 1 {
 			t.Errorf("stats = %+v, want 2 queued, oldest 5s, position 0", s)
 		}
 		close(slow.release)
@@ -399,7 +399,7 @@ func TestManagerStatsShowQueueAndAge(t *testing.T) {
 			t.Fatal(err)
 		}
 		s = m.Stats()[0]
-		if s.Queued != 0 || s.OldestAge != 0 || s.Position != 2 {
+		if s.Queued != 0 || s.OldestAge != 0 || s.Cursor != 3 {
 			t.Errorf("after flush stats = %+v, want 0 queued, age 0, position 2", s)
 		}
 		_ = m.Shutdown(t.Context())
@@ -609,10 +609,17 @@ type initer struct {
 	inits     atomic.Int64
 	failUntil int64
 	permanent bool
+	healed    atomic.Bool
 }
+
+// heal makes every later Init succeed.
+func (i *initer) heal() { i.healed.Store(true) }
 
 func (i *initer) Init(context.Context) error {
 	n := i.inits.Add(1)
+	if i.healed.Load() {
+		return nil
+	}
 	if i.permanent {
 		return opentrack.Permanent(errors.New("bad credentials"))
 	}
@@ -642,16 +649,35 @@ func TestManagerInitsBeforeFirstEvent(t *testing.T) {
 	}
 }
 
-func TestManagerPermanentInitFailureReportsEvents(t *testing.T) {
-	in := &initer{recorder: newRecorder("A"), permanent: true}
-	var f failures
-	m := newManager(t, opentrack.Options{Integrations: []opentrack.Integration{in}, OnFailure: f.hook})
-	if err := m.Enqueue(t.Context(), track("m1")); err != nil {
-		t.Fatal(err)
-	}
-	flush(t, m)
-	if got := f.get(); len(got) != 1 || len(in.got()) != 0 {
-		t.Errorf("failures = %v, delivered = %d; want the event reported, not delivered", got, len(in.got()))
+// TestManagerRetriesInitUntilItSucceeds: a destination that is down at
+// start, even one that answers "permanently", is no reason to lose events:
+// Init is retried with capped backoff, the events wait in the queue, Stats
+// says why the integration is not ready, and they are delivered once Init
+// succeeds.
+func TestManagerRetriesInitUntilItSucceeds(t *testing.T) {
+	for _, permanent := range []bool{false, true} {
+		t.Run(fmt.Sprint("permanent=", permanent), func(t *testing.T) {
+			in := &initer{recorder: newRecorder("A"), failUntil: 1 << 30, permanent: permanent}
+			var f failures
+			m := newManager(t, opentrack.Options{Integrations: []opentrack.Integration{in}, OnFailure: f.hook,
+				Delivery: opentrack.Delivery{Retry: fastRetry}})
+			if err := m.Enqueue(t.Context(), track("m1")); err != nil {
+				t.Fatal(err)
+			}
+			// Far more Init attempts than the delivery retry policy allows.
+			for in.inits.Load() < 3*int64(fastRetry.MaxAttempts) {
+				runtime.Gosched()
+			}
+			s := statsOf(t, m, "A")
+			if s.Ready || s.Err == nil || s.Queued != 1 || len(f.get()) != 0 {
+				t.Fatalf("while Init fails: stats = %+v, failures %v; want not ready, the Init error, the event queued, nothing reported", s, f.get())
+			}
+			in.heal()
+			flush(t, m)
+			if s := statsOf(t, m, "A"); !s.Ready || s.Err != nil || s.Delivered != 1 || len(in.got()) != 1 || len(f.get()) != 0 {
+				t.Errorf("after Init succeeded: stats = %+v, delivered %d, failures %v", s, len(in.got()), f.get())
+			}
+		})
 	}
 }
 
@@ -770,7 +796,7 @@ func TestManagerShutdownAccountsForEveryEventEvenWhenCallsHang(t *testing.T) {
 	}
 	const n = 50
 	for i := range n {
-		if err := m.Enqueue(t.Context(), track(fmt.Sprint("m", i))); err != nil {
+		if err := m.Enqueue(t.Context(), trackBy(fmt.Sprint("u", i), fmt.Sprint("m", i))); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -912,24 +938,6 @@ func TestManagerRecoversPanicsInHooks(t *testing.T) {
 	}
 }
 
-func TestManagerGivesUpOnInitUnderRetryPolicy(t *testing.T) {
-	in := &initer{recorder: newRecorder("A"), failUntil: 1 << 30}
-	var f failures
-	m := newManager(t, opentrack.Options{Integrations: []opentrack.Integration{in}, OnFailure: f.hook,
-		Delivery: opentrack.Delivery{Retry: fastRetry}})
-	if err := m.Enqueue(t.Context(), track("m1")); err != nil {
-		t.Fatal(err)
-	}
-	flush(t, m)
-	s := statsOf(t, m, "A")
-	if in.inits.Load() != int64(fastRetry.MaxAttempts) || s.Ready || s.Err == nil || !errors.Is(s.Err, errTransient) {
-		t.Errorf("inits = %d, stats = %+v; want %d attempts, then not ready with the Init error", in.inits.Load(), s, fastRetry.MaxAttempts)
-	}
-	if got := f.get(); len(got) != 1 || len(in.got()) != 0 {
-		t.Errorf("failures = %v; want the event reported", got)
-	}
-}
-
 func TestManagerFlushSeesEventsEnqueuedConcurrently(t *testing.T) {
 	b := &batcher{Base: opentrack.Base{ID: "W"}}
 	m := newManager(t, opentrack.Options{Integrations: []opentrack.Integration{b}, DisableDedup: true,
@@ -964,7 +972,7 @@ func TestManagerOneRetryingEventHoldsOnePlaceOnly(t *testing.T) {
 	other := newRecorder("Other")
 	m := newManager(t, opentrack.Options{Integrations: []opentrack.Integration{a, other},
 		Delivery: opentrack.Delivery{QueueSize: 10, Workers: 2, Retry: opentrack.RetryPolicy{MaxElapsedTime: 2 * time.Hour}}})
-	if err := m.Enqueue(t.Context(), track("stuck")); err != nil {
+	if err := m.Enqueue(t.Context(), trackBy("someone else", "stuck")); err != nil {
 		t.Fatal(err)
 	}
 	// Far more events than the queue holds pass while "stuck" waits an hour.
@@ -984,7 +992,7 @@ func TestManagerOneRetryingEventHoldsOnePlaceOnly(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 	s := statsOf(t, m, "A")
-	if s.Queued != 1 || s.Position != 0 {
+	if s.Queued != 1 || s.Cursor != 1 {
 		t.Errorf("A stats = %+v, want only the stuck event queued, the position held at it", s)
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Millisecond)

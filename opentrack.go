@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/opentrackhq/opentrack/queue"
 	"github.com/opentrackhq/opentrack/spec"
 )
 
@@ -18,10 +19,15 @@ const (
 	DefaultInitialBackoff = 500 * time.Millisecond
 	DefaultMaxBackoff     = time.Minute
 	DefaultMaxElapsedTime = 10 * time.Minute
-	DefaultBatchMaxEvents = 500
-	DefaultBatchMaxBytes  = 5 << 20
-	DefaultBatchInterval  = time.Second
-	DefaultDedupWindow    = 100000
+	// DefaultDurableMaxElapsedTime is the retry horizon with a durable
+	// queue, whose backlog waits on disk: Segment retries for 4 hours too.
+	// With a durable queue, attempts are not bounded by default.
+	DefaultDurableMaxElapsedTime = 4 * time.Hour
+	DefaultQueueBytes            = queue.DefaultMaxBytes
+	DefaultBatchMaxEvents        = 500
+	DefaultBatchMaxBytes         = 5 << 20
+	DefaultBatchInterval         = time.Second
+	DefaultDedupWindow           = 100000
 )
 
 // Errors returned by [Manager.Enqueue]. The Handler answers ErrQueueFull and
@@ -53,9 +59,17 @@ type Options struct {
 	Integrations []Integration
 
 	// Delivery holds the queue, concurrency, timeout, retry and batch
-	// settings of every integration. An integration that implements
-	// [DeliveryTuner] overrides them for itself.
+	// settings of every integration. Its non-zero fields win over the
+	// defaults an integration gives for itself through [DeliveryTuner],
+	// which win over the package defaults.
 	Delivery Delivery
+
+	// Queue is where accepted events wait for delivery. Nil means a
+	// [queue.Memory] bounded by each integration's Delivery.QueueSize and
+	// QueueBytes: fast, and a crash loses what it holds. A durable queue
+	// (the journal package) makes a 2xx mean "on disk". The Manager opens
+	// it, and closes it in Shutdown.
+	Queue queue.Queue
 
 	// DedupWindow is how many recent messageIds are remembered to drop
 	// replays of the same event. Default DefaultDedupWindow.
@@ -78,9 +92,13 @@ type Options struct {
 // Delivery holds the settings of one integration's queue and workers.
 type Delivery struct {
 	// QueueSize bounds the events accepted for the integration but not yet
-	// delivered or failed. When it is reached, Enqueue returns
-	// ErrQueueFull. Default DefaultQueueSize.
+	// delivered or failed that are held in memory: with the memory queue,
+	// all of them (when it is reached, Enqueue returns ErrQueueFull); with a
+	// durable queue, those read ahead from it. Default DefaultQueueSize.
 	QueueSize int
+	// QueueBytes bounds the memory those events hold, as
+	// spec.Common.Size counts it. Default DefaultQueueBytes.
+	QueueBytes int64
 	// Workers is how many calls to the integration may run at once.
 	// Default DefaultWorkers.
 	Workers int
@@ -93,13 +111,19 @@ type Delivery struct {
 	Batch BatchOptions
 }
 
-// RetryPolicy bounds the retries of a failed delivery, and of a failed Init:
-// exponential backoff with jitter (each wait is drawn between half and all of
-// InitialBackoff·2ⁿ, capped at MaxBackoff), stopping after
-// MaxAttempts attempts or MaxElapsedTime since the first, whichever comes
-// first. A [RetryAfter] error waits at least as long as it asks.
+// RetryPolicy bounds the retries of a failed delivery: exponential backoff
+// with jitter (each wait is drawn between half and all of
+// InitialBackoff·2ⁿ, capped at MaxBackoff), stopping after MaxAttempts
+// attempts or MaxElapsedTime since the first, whichever comes first. A
+// [RetryAfter] error waits as long as it asks, within MaxElapsedTime: a
+// destination asking for more gets one last attempt at the horizon.
+//
+// A failed Init is retried with the same backoff for as long as the Manager
+// runs: an integration whose destination is down at start keeps its events
+// in its queue until Init succeeds.
 type RetryPolicy struct {
-	// MaxAttempts counts the first attempt too. Default DefaultMaxAttempts.
+	// MaxAttempts counts the first attempt too. Default DefaultMaxAttempts
+	// with the memory queue, no bound with a durable one.
 	MaxAttempts int
 	// InitialBackoff is the base wait after the first failure. Default
 	// DefaultInitialBackoff.
@@ -107,7 +131,8 @@ type RetryPolicy struct {
 	// MaxBackoff caps one wait. Default DefaultMaxBackoff.
 	MaxBackoff time.Duration
 	// MaxElapsedTime caps the time from the first attempt to the last.
-	// Default DefaultMaxElapsedTime.
+	// Default DefaultMaxElapsedTime with the memory queue,
+	// DefaultDurableMaxElapsedTime with a durable one.
 	MaxElapsedTime time.Duration
 	// Disable makes every failure final after one attempt. It is a one-way
 	// switch: set in Options.Delivery, a DeliveryTuner cannot turn retries
@@ -154,20 +179,27 @@ type Stats struct {
 	// Deduplicated counts replays of an already accepted messageId that
 	// were not enqueued again.
 	Deduplicated uint64
+	// Redelivered counts events read again from a durable queue after a
+	// restart (they may have been delivered before; destinations dedupe
+	// by messageId).
+	Redelivered uint64
 	// Panics counts calls that panicked; each is also a failure.
 	Panics uint64
 	// Queued is the number of accepted events not yet delivered or failed.
 	Queued int
+	// QueuedBytes is the size of those events, as the queue counts it.
+	QueuedBytes int64
 	// OldestAge is how long the oldest of those has waited; 0 when none.
 	OldestAge time.Duration
-	// Position is the integration's delivery position: every event with a
-	// sequence number below it has been delivered or failed.
-	Position uint64
+	// Cursor is the integration's position in the queue: every event with a
+	// lower sequence number has been delivered or failed. With a durable
+	// queue it is where delivery resumes after a restart.
+	Cursor uint64
 	// Ready reports whether the integration is initialized (see
 	// Initializer) and taking events.
 	Ready bool
-	// Err is the error that disabled the integration, when its Init failed
-	// for good; its events then go to OnFailure. Nil otherwise.
+	// Err says why the integration is not ready: the last error of its
+	// Init, which is being retried. Nil when ready.
 	Err error
 }
 
@@ -185,9 +217,20 @@ func (e *ConfigError) Error() string {
 	return fmt.Sprintf("opentrack: invalid %s: %s", e.Field, e.Reason)
 }
 
-// merged returns d with its zero fields taken from base, then from the defaults.
-func (d Delivery) merged(base Delivery) Delivery {
+// merged returns d (the host's settings) with its zero fields taken from own
+// (the integration's), then from the defaults, which depend on whether the
+// queue is durable.
+func (d Delivery) merged(own Delivery, durable bool) Delivery {
 	pick := func(v, b, def int) int {
+		if v != 0 {
+			return v
+		}
+		if b != 0 {
+			return b
+		}
+		return def
+	}
+	pick64 := func(v, b, def int64) int64 {
 		if v != 0 {
 			return v
 		}
@@ -205,21 +248,26 @@ func (d Delivery) merged(base Delivery) Delivery {
 		}
 		return def
 	}
+	attempts, elapsed := DefaultMaxAttempts, DefaultMaxElapsedTime
+	if durable {
+		attempts, elapsed = 0, DefaultDurableMaxElapsedTime // 0: no bound
+	}
 	return Delivery{
-		QueueSize:   pick(d.QueueSize, base.QueueSize, DefaultQueueSize),
-		Workers:     pick(d.Workers, base.Workers, DefaultWorkers),
-		CallTimeout: pickD(d.CallTimeout, base.CallTimeout, DefaultCallTimeout),
+		QueueSize:   pick(d.QueueSize, own.QueueSize, DefaultQueueSize),
+		QueueBytes:  pick64(d.QueueBytes, own.QueueBytes, DefaultQueueBytes),
+		Workers:     pick(d.Workers, own.Workers, DefaultWorkers),
+		CallTimeout: pickD(d.CallTimeout, own.CallTimeout, DefaultCallTimeout),
 		Retry: RetryPolicy{
-			MaxAttempts:    pick(d.Retry.MaxAttempts, base.Retry.MaxAttempts, DefaultMaxAttempts),
-			InitialBackoff: pickD(d.Retry.InitialBackoff, base.Retry.InitialBackoff, DefaultInitialBackoff),
-			MaxBackoff:     pickD(d.Retry.MaxBackoff, base.Retry.MaxBackoff, DefaultMaxBackoff),
-			MaxElapsedTime: pickD(d.Retry.MaxElapsedTime, base.Retry.MaxElapsedTime, DefaultMaxElapsedTime),
-			Disable:        d.Retry.Disable || base.Retry.Disable,
+			MaxAttempts:    pick(d.Retry.MaxAttempts, own.Retry.MaxAttempts, attempts),
+			InitialBackoff: pickD(d.Retry.InitialBackoff, own.Retry.InitialBackoff, DefaultInitialBackoff),
+			MaxBackoff:     pickD(d.Retry.MaxBackoff, own.Retry.MaxBackoff, DefaultMaxBackoff),
+			MaxElapsedTime: pickD(d.Retry.MaxElapsedTime, own.Retry.MaxElapsedTime, elapsed),
+			Disable:        d.Retry.Disable || own.Retry.Disable,
 		},
 		Batch: BatchOptions{
-			MaxEvents: pick(d.Batch.MaxEvents, base.Batch.MaxEvents, DefaultBatchMaxEvents),
-			MaxBytes:  pick(d.Batch.MaxBytes, base.Batch.MaxBytes, DefaultBatchMaxBytes),
-			Interval:  pickD(d.Batch.Interval, base.Batch.Interval, DefaultBatchInterval),
+			MaxEvents: pick(d.Batch.MaxEvents, own.Batch.MaxEvents, DefaultBatchMaxEvents),
+			MaxBytes:  pick(d.Batch.MaxBytes, own.Batch.MaxBytes, DefaultBatchMaxBytes),
+			Interval:  pickD(d.Batch.Interval, own.Batch.Interval, DefaultBatchInterval),
 		},
 	}
 }
@@ -228,6 +276,8 @@ func (d Delivery) validate(field string) error {
 	switch {
 	case d.QueueSize < 0:
 		return &ConfigError{field + ".QueueSize", "must not be negative"}
+	case d.QueueBytes < 0:
+		return &ConfigError{field + ".QueueBytes", "must not be negative"}
 	case d.Workers < 0:
 		return &ConfigError{field + ".Workers", "must not be negative"}
 	case d.CallTimeout < 0:
