@@ -74,6 +74,8 @@ type Request struct {
 	Header http.Header
 	// Body is the request body as it arrived.
 	Body []byte
+	// At is when the request arrived.
+	At time.Time
 	// Status is the status the server answered; 0 when the sender went
 	// away before the answer.
 	Status int
@@ -185,8 +187,9 @@ func (s *Server) Events() []json.RawMessage {
 const maxBody = 16 << 20
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
+	at := time.Now()
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
-	req := Request{Method: r.Method, Path: r.URL.EscapedPath(), Header: r.Header.Clone(), Body: body}
+	req := Request{Method: r.Method, Path: r.URL.EscapedPath(), Header: r.Header.Clone(), Body: body, At: at}
 	answer := func(status int, reason string) {
 		req.Status, req.Reason = status, reason
 		s.mu.Lock()
