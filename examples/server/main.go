@@ -14,6 +14,9 @@
 //	                       BigQuery; see integrations/bigquery
 //	CUSTOMERIO_SITE_ID, CUSTOMERIO_API_KEY, CUSTOMERIO_REGION, CUSTOMERIO_TRACK_URL
 //	                       Customer.io; see integrations/customerio
+//	WEBHOOK_URL, WEBHOOK_SECRET, WEBHOOK_SIGNING, WEBHOOK_HEADERS, WEBHOOK_METHOD,
+//	WEBHOOK_BATCH_SIZE, WEBHOOK_MAX_BATCH_BYTES, WEBHOOK_TIMEOUT
+//	                       a webhook of your own; see integrations/webhook
 //
 // It serves the Segment API at /v1, GET /healthz, GET /stats (the delivery
 // counters as JSON) and GET /metrics (the same in Prometheus text format). On SIGINT or
@@ -39,6 +42,7 @@ import (
 	"github.com/opentrackhq/opentrack/integrations/bigquery"
 	"github.com/opentrackhq/opentrack/integrations/customerio"
 	"github.com/opentrackhq/opentrack/integrations/jsonl"
+	"github.com/opentrackhq/opentrack/integrations/webhook"
 )
 
 func main() {
@@ -174,6 +178,14 @@ func fromEnv(ctx context.Context, getenv func(string) string) ([]opentrack.Integ
 	}
 	if cio != nil {
 		list = append(list, cio)
+	}
+	wh, err := webhook.FromEnv(ctx, getenv)
+	switch {
+	case errors.Is(err, opentrack.ErrNotConfigured):
+	case err != nil:
+		return nil, err
+	default:
+		list = append(list, wh)
 	}
 	path := getenv("OPENTRACK_FILE")
 	if path == "" && len(list) == 0 {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -17,16 +16,12 @@ import (
 	cio "github.com/customerio/go-customerio/v3"
 
 	"github.com/opentrackhq/opentrack"
+	"github.com/opentrackhq/opentrack/internal/httpx"
 	"github.com/opentrackhq/opentrack/spec"
 )
 
 // Name is the integration's name in Segment's "integrations" object.
 const Name = "Customer.io"
-
-// ErrClosed is returned, marked [opentrack.Permanent], by every call made
-// after [Integration.Close]. The Manager makes none: it closes an
-// integration last, from Shutdown.
-var ErrClosed = errors.New("customerio: closed")
 
 // Defaults for the zero fields of [Options].
 const (
@@ -68,33 +63,42 @@ func (r Region) TrackURL() string {
 }
 
 // Options configures an [Integration]. The zero value, like a nil *Options,
-// means the defaults.
+// means the defaults. [New] and [NewWithCredentials] return a
+// [*opentrack.ConfigError] naming the field ("customerio.Options.Region")
+// for an invalid one.
 type Options struct {
-	// Region selects the Track API host when TrackURL is empty. For New,
-	// an empty Region keeps the URL the client was built with (go-customerio
-	// defaults to the US host); for NewWithCredentials it means RegionUS.
+	// Region selects the Track API host when TrackURL is empty: RegionUS
+	// or RegionEU; any other value is an error. The zero Region means
+	// RegionUS in both constructors: NewWithCredentials builds its client
+	// on the US host, and New keeps the URL of the client it is given,
+	// which is the US host unless the client was built for another one
+	// (cio.WithRegion(cio.RegionEU)); a client without a URL gets the US
+	// host too. New never moves a client to another region unless Region
+	// or TrackURL says so.
 	Region Region
 
-	// TrackURL, when set, replaces the Track API base URL (scheme and host,
-	// as in "https://cio-proxy.internal" or "http://127.0.0.1:8080"), for
-	// go-customerio's calls and the integration's own alike.
+	// TrackURL, when set, replaces the Track API base URL (an absolute
+	// http or https URL without query or fragment, as in
+	// "https://cio-proxy.internal" or "http://127.0.0.1:9060"), for
+	// go-customerio's calls and the integration's own alike. It wins over
+	// Region.
 	TrackURL string
 
 	// ObjectTypeID is the Customer.io object type that Segment groups
 	// become. A group's traits.object_type_id (or objectTypeId) overrides
-	// it. Default DefaultObjectTypeID ("1").
+	// it. Default DefaultObjectTypeID ("1"); a blank one is an error.
 	ObjectTypeID string
 
 	// Timeout bounds each HTTP request, answer included. Zero means the
 	// Timeout of the client's http.Client if it has one, else
-	// DefaultTimeout (10s). The Manager's Delivery.CallTimeout bounds each
-	// call as well.
+	// DefaultTimeout (10s); a negative one is an error. The Manager's
+	// Delivery.CallTimeout bounds each call as well.
 	Timeout time.Duration
 }
 
 // Integration delivers Segment calls to Customer.io's Track API. It is safe
 // for concurrent use and keeps no state between calls. After
-// [Integration.Close] every call fails with [ErrClosed].
+// [Integration.Close] every call fails with [opentrack.ErrClosed].
 type Integration struct {
 	client     *cio.CustomerIO // a copy of the caller's, on our HTTP client and base URL
 	http       *http.Client
@@ -110,30 +114,29 @@ var (
 	_ opentrack.Closer      = (*Integration)(nil)
 )
 
-// New returns an Integration that sends through client. opts may be nil.
+// New returns an Integration that sends through client. A nil opts means
+// the defaults.
 //
 // The integration works on a copy of client and leaves the original as it
 // was. The copy keeps client's credentials, User-Agent and http.Client
 // (its Transport, proxy and TLS settings), with a timeout added as
 // [Options.Timeout] says and a base URL as [Options.Region] and
-// [Options.TrackURL] say. The requests go-customerio cannot express are sent
-// with the same base URL, HTTP client, User-Agent and Authorization header;
-// New reads that header by passing one request of the client through an
-// in-memory transport (nothing goes on the network).
+// [Options.TrackURL] say (by default the client's own URL). The requests
+// go-customerio cannot express are sent with the same base URL, HTTP
+// client, User-Agent and Authorization header; New reads that header by
+// passing one request of the client through an in-memory transport
+// (nothing goes on the network).
 //
-// New panics if client is nil, opts.Region is not a known region,
-// opts.Timeout is negative, or the base URL is not an absolute http(s) URL:
-// these are programming errors. [FromEnv] checks its input and returns an
-// error instead.
-func New(client *cio.CustomerIO, opts *Options) *Integration {
+// A nil client or an invalid option is a [*opentrack.ConfigError].
+func New(client *cio.CustomerIO, opts *Options) (*Integration, error) {
 	if client == nil {
-		panic("customerio: New: nil client")
+		return nil, &opentrack.ConfigError{Field: "customerio.New client", Reason: "is nil"}
 	}
 	if opts == nil {
 		opts = &Options{}
 	}
-	if opts.Timeout < 0 {
-		panic("customerio: New: negative Options.Timeout")
+	if err := opts.validate(); err != nil {
+		return nil, err
 	}
 	base := client.URL
 	switch {
@@ -141,13 +144,12 @@ func New(client *cio.CustomerIO, opts *Options) *Integration {
 		base = opts.TrackURL
 	case opts.Region != "":
 		base = opts.Region.TrackURL()
-		if base == "" {
-			panic(fmt.Sprintf("customerio: New: unknown Options.Region %q", opts.Region))
-		}
+	case base == "":
+		base = RegionUS.TrackURL()
 	}
 	base = strings.TrimRight(base, "/")
 	if err := checkBaseURL(base); err != nil {
-		panic("customerio: New: " + err.Error())
+		return nil, &opentrack.ConfigError{Field: "customerio.New client.URL", Reason: err.Error() + "; set Options.Region or Options.TrackURL"}
 	}
 
 	hc := &http.Client{}
@@ -180,14 +182,43 @@ func New(client *cio.CustomerIO, opts *Options) *Integration {
 		auth:       authorization(client),
 		userAgent:  client.UserAgent,
 		objectType: objectType,
+	}, nil
+}
+
+// validate checks o's fields; it returns a *opentrack.ConfigError.
+func (o *Options) validate() error {
+	bad := func(field, reason string) error {
+		return &opentrack.ConfigError{Field: "customerio.Options." + field, Reason: reason}
 	}
+	if o.Region != "" && o.Region.TrackURL() == "" {
+		return bad("Region", fmt.Sprintf("unknown region %q: want customerio.RegionUS or customerio.RegionEU (ParseRegion reads a name in any case)", string(o.Region)))
+	}
+	if o.TrackURL != "" {
+		if err := checkBaseURL(strings.TrimRight(o.TrackURL, "/")); err != nil {
+			return bad("TrackURL", err.Error())
+		}
+	}
+	if o.ObjectTypeID != "" && strings.TrimSpace(o.ObjectTypeID) == "" {
+		return bad("ObjectTypeID", "is blank")
+	}
+	if o.Timeout < 0 {
+		return bad("Timeout", fmt.Sprintf("%v is negative", o.Timeout))
+	}
+	return nil
 }
 
 // NewWithCredentials returns an Integration for the workspace with the given
 // Track API site ID and API key, on a go-customerio client of its own whose
-// transport honours the HTTPS_PROXY family of environment variables. opts
-// may be nil; the region defaults to RegionUS. It panics where [New] does.
-func NewWithCredentials(siteID, apiKey string, opts *Options) *Integration {
+// transport honours the HTTPS_PROXY family of environment variables. A nil
+// opts means the defaults; the zero [Options.Region] is RegionUS. An empty
+// siteID or apiKey, or an invalid option, is a [*opentrack.ConfigError].
+func NewWithCredentials(siteID, apiKey string, opts *Options) (*Integration, error) {
+	if strings.TrimSpace(siteID) == "" {
+		return nil, &opentrack.ConfigError{Field: "customerio.NewWithCredentials siteID", Reason: "is empty"}
+	}
+	if strings.TrimSpace(apiKey) == "" {
+		return nil, &opentrack.ConfigError{Field: "customerio.NewWithCredentials apiKey", Reason: "is empty"}
+	}
 	var t *http.Transport
 	if dt, ok := http.DefaultTransport.(*http.Transport); ok {
 		t = dt.Clone()
@@ -195,56 +226,81 @@ func NewWithCredentials(siteID, apiKey string, opts *Options) *Integration {
 		t = &http.Transport{Proxy: http.ProxyFromEnvironment}
 	}
 	t.MaxIdleConnsPerHost = 100 // as go-customerio's own transport
-	return New(cio.NewTrackClient(siteID, apiKey, cio.WithHTTPClient(&http.Client{Transport: t})), opts)
+	client := cio.NewTrackClient(siteID, apiKey, cio.WithRegion(cio.RegionUS), cio.WithHTTPClient(&http.Client{Transport: t}))
+	return New(client, opts)
 }
+
+// The environment variables FromEnv reads.
+const (
+	envSiteID   = "CUSTOMERIO_SITE_ID"
+	envAPIKey   = "CUSTOMERIO_API_KEY"
+	envRegion   = "CUSTOMERIO_REGION"
+	envTrackURL = "CUSTOMERIO_TRACK_URL"
+)
 
 // FromEnv returns an Integration configured by environment variables, read
 // with getenv (nil means os.Getenv):
 //
-//	CUSTOMERIO_SITE_ID    Track API site ID
-//	CUSTOMERIO_API_KEY    Track API key
+//	CUSTOMERIO_SITE_ID    Track API site ID (required)
+//	CUSTOMERIO_API_KEY    Track API key (required)
 //	CUSTOMERIO_REGION     US or EU, in any case (default US)
 //	CUSTOMERIO_TRACK_URL  replaces the Track API base URL (a proxy, a local stand-in)
 //
-// It returns nil, nil when neither CUSTOMERIO_SITE_ID nor CUSTOMERIO_API_KEY
-// is set: the integration is not configured. Setting only one of them, an
-// unknown region or a TRACK_URL that is not an absolute http(s) URL is an
-// error. FromEnv makes no request; ctx is not used yet.
+// A blank value counts as unset. It returns [opentrack.ErrNotConfigured]
+// when none of these variables is set: the host leaves the integration out.
+// A half configuration (a variable set without CUSTOMERIO_SITE_ID or
+// CUSTOMERIO_API_KEY), an unknown region or a CUSTOMERIO_TRACK_URL that is
+// not an absolute http(s) URL is a [*opentrack.ConfigError] naming the
+// variable. FromEnv makes no request; ctx is not used yet.
 func FromEnv(ctx context.Context, getenv func(string) string) (*Integration, error) {
 	_ = ctx
 	if getenv == nil {
 		getenv = os.Getenv
 	}
-	site := strings.TrimSpace(getenv("CUSTOMERIO_SITE_ID"))
-	key := strings.TrimSpace(getenv("CUSTOMERIO_API_KEY"))
-	switch {
-	case site == "" && key == "":
-		return nil, nil
-	case site == "":
-		return nil, errors.New("customerio: CUSTOMERIO_API_KEY is set but CUSTOMERIO_SITE_ID is not")
-	case key == "":
-		return nil, errors.New("customerio: CUSTOMERIO_SITE_ID is set but CUSTOMERIO_API_KEY is not")
-	}
-	region, err := ParseRegion(getenv("CUSTOMERIO_REGION"))
-	if err != nil {
-		return nil, fmt.Errorf("customerio: CUSTOMERIO_REGION: %w", err)
-	}
-	trackURL := strings.TrimRight(strings.TrimSpace(getenv("CUSTOMERIO_TRACK_URL")), "/")
-	if trackURL != "" {
-		if err := checkBaseURL(trackURL); err != nil {
-			return nil, fmt.Errorf("customerio: CUSTOMERIO_TRACK_URL: %w", err)
+	site := strings.TrimSpace(getenv(envSiteID))
+	key := strings.TrimSpace(getenv(envAPIKey))
+	regionName := strings.TrimSpace(getenv(envRegion))
+	trackURL := strings.TrimRight(strings.TrimSpace(getenv(envTrackURL)), "/")
+	var set []string
+	for _, v := range []struct{ name, value string }{{envSiteID, site}, {envAPIKey, key}, {envRegion, regionName}, {envTrackURL, trackURL}} {
+		if v.value != "" {
+			set = append(set, v.name)
 		}
 	}
-	return NewWithCredentials(site, key, &Options{Region: region, TrackURL: trackURL}), nil
+	if len(set) == 0 {
+		return nil, opentrack.ErrNotConfigured
+	}
+	for _, v := range []struct{ name, value string }{{envSiteID, site}, {envAPIKey, key}} {
+		if v.value == "" {
+			verb := " is"
+			if len(set) > 1 {
+				verb = " are"
+			}
+			return nil, &opentrack.ConfigError{Field: v.name, Reason: "is not set, but " + strings.Join(set, " and ") + verb + "; set both " + envSiteID + " and " + envAPIKey}
+		}
+	}
+	region, err := ParseRegion(regionName)
+	if err != nil {
+		return nil, &opentrack.ConfigError{Field: envRegion, Reason: fmt.Sprintf("unknown region %q: want US or EU", regionName)}
+	}
+	if trackURL != "" {
+		if err := checkBaseURL(trackURL); err != nil {
+			return nil, &opentrack.ConfigError{Field: envTrackURL, Reason: err.Error()}
+		}
+	}
+	return NewWithCredentials(site, key, &Options{Region: region, TrackURL: trackURL})
 }
 
 func checkBaseURL(s string) error {
 	u, err := url.Parse(s)
 	if err != nil {
-		return err
+		return fmt.Errorf("%q is not a URL", s)
 	}
 	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return fmt.Errorf("%q is not an absolute http or https URL", s)
+	}
+	if u.RawQuery != "" || u.Fragment != "" || u.ForceQuery {
+		return fmt.Errorf("%q has a query or fragment; the Track API paths are appended to it", s)
 	}
 	return nil
 }
@@ -273,7 +329,7 @@ func (in *Integration) Name() string { return Name }
 
 // Close closes the idle connections of the integration's HTTP client. The
 // Manager calls it once, from Shutdown, after the last delivery. Later calls
-// fail with [ErrClosed], marked [opentrack.Permanent]; calls already in
+// fail with [opentrack.ErrClosed], marked [opentrack.Permanent]; calls already in
 // progress are not waited for. Close may be called more than once; it
 // always returns nil.
 func (in *Integration) Close(ctx context.Context) error {
@@ -282,10 +338,11 @@ func (in *Integration) Close(ctx context.Context) error {
 	return nil
 }
 
-// errIfClosed returns a permanent ErrClosed after Close, and nil before.
+// errIfClosed returns a permanent [opentrack.ErrClosed] after Close, and
+// nil before.
 func (in *Integration) errIfClosed() error {
 	if in.closed.Load() {
-		return opentrack.Permanent(ErrClosed)
+		return opentrack.Permanent(fmt.Errorf("customerio: %w", opentrack.ErrClosed))
 	}
 	return nil
 }
@@ -482,7 +539,7 @@ func (in *Integration) post(ctx context.Context, call, path string, body any) er
 		return classify(call, 0, nil, nil, err)
 	}
 	defer resp.Body.Close()
-	got, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+	got, _ := io.ReadAll(io.LimitReader(resp.Body, httpx.MaxErrorBody))
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // let the connection be reused
 	return classify(call, resp.StatusCode, resp.Header, got, nil)
 }

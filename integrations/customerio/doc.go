@@ -9,13 +9,24 @@
 // environment:
 //
 //	client := cio.NewTrackClient(siteID, apiKey, cio.WithRegion(cio.RegionEU))
-//	in := customerio.New(client, nil)
+//	in, err := customerio.New(client, nil)
 //
-//	in := customerio.NewWithCredentials(siteID, apiKey, &customerio.Options{Region: customerio.RegionEU})
+//	in, err := customerio.NewWithCredentials(siteID, apiKey, &customerio.Options{Region: customerio.RegionEU})
 //
-//	in, err := customerio.FromEnv(ctx, os.Getenv) // nil, nil when not configured
+//	in, err := customerio.FromEnv(ctx, os.Getenv)
+//	if errors.Is(err, opentrack.ErrNotConfigured) { ... leave Customer.io out ... }
 //
-// and pass it to [opentrack.New] with the other integrations.
+// and pass it to [opentrack.New] with the other integrations. A nil
+// *[Options] means the defaults; an invalid option, an empty credential or a
+// half configuration in the environment is a [*opentrack.ConfigError] naming
+// it ("customerio.Options.Region", "CUSTOMERIO_API_KEY"). [FromEnv] returns
+// [opentrack.ErrNotConfigured] when none of its variables is set.
+//
+// To try it without a workspace, run the Track API stand-in, which shows
+// what it received at /fakecustomerio/dump:
+//
+//	go run ./internal/fakecustomerio/cmd/fakecustomerio -addr 127.0.0.1:9060
+//	CUSTOMERIO_SITE_ID=local CUSTOMERIO_API_KEY=local CUSTOMERIO_TRACK_URL=http://127.0.0.1:9060 go run ./examples/server
 //
 // # Mapping
 //
@@ -73,16 +84,25 @@
 //	RegionUS  https://track.customer.io     (the default)
 //	RegionEU  https://track-eu.customer.io
 //
-// [Options.TrackURL] replaces the base URL, for a proxy or a local stand-in.
+// The zero [Options.Region] is RegionUS for both constructors; [New] keeps
+// the URL of a client built for another region unless Region says
+// otherwise. [Options.TrackURL] replaces the base URL, for a proxy or a
+// local stand-in.
 //
 // # Errors and retries
 //
 // go-customerio does not retry and has no timeout; the integration gives its
 // HTTP client a timeout ([Options.Timeout], default 10s) and classifies each
-// answer for the Manager, which retries:
+// answer for the Manager, which retries, by the rule every built-in HTTP
+// destination shares:
+//   - any 2xx is delivered;
 //   - a network error, 408, 429 and 5xx are retryable, honouring Retry-After;
 //   - any other 4xx (bad request, bad credentials) is [opentrack.Permanent]:
 //     the event goes to the failure hook at once;
-//   - every status error is a [*StatusError], with the status code and the
-//     start of Customer.io's answer.
+//   - every status error is a [*StatusError] (found with errors.As), with
+//     Op "customerio: <call>", the status code and the start of
+//     Customer.io's answer.
+//
+// After [Integration.Close] every call fails with [opentrack.ErrClosed],
+// marked [opentrack.Permanent].
 package customerio

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strings"
-	"time"
 
 	cio "github.com/customerio/go-customerio/v3"
 
@@ -25,28 +23,18 @@ func notDeliverable(call, reason string) error {
 	return opentrack.Permanent(fmt.Errorf("%w: %s: %s", ErrNotDeliverable, call, reason))
 }
 
-// StatusError is an answer of the Track API other than 2xx. Find it with
-// errors.As; whether it is retried is marked separately (408, 429 and 5xx
-// are retryable, other statuses [opentrack.Permanent]).
-type StatusError struct {
-	// Call is the Segment call being delivered: "identify", "track", ...
-	Call string
-	// StatusCode is the HTTP status.
-	StatusCode int
-	// Body is the start of the answer's body (at most 512 bytes).
-	Body string
-}
-
-// Error implements error.
-func (e *StatusError) Error() string {
-	return fmt.Sprintf("customerio: %s: %d %s: %s", e.Call, e.StatusCode, http.StatusText(e.StatusCode), e.Body)
-}
-
-// maxErrorBody bounds StatusError.Body.
-const maxErrorBody = 512
+// StatusError is an answer of the Track API other than 2xx: the type
+// every built-in HTTP destination uses, named here so that callers can find
+// it with errors.As. Its Op is "customerio: <call>" ("customerio: track",
+// "customerio: identify", ...), StatusCode the HTTP status and Body the
+// start of Customer.io's answer (at most 512 bytes). Whether it is retried
+// is marked separately: 408, 429 and 5xx are retryable, honouring
+// Retry-After; other statuses are [opentrack.Permanent].
+type StatusError = httpx.StatusError
 
 // classify turns the outcome of one request into the error the Manager
-// acts on. status is 0 when no answer arrived.
+// acts on, by the rule of [httpx.Classify]. status is 0 when no answer
+// arrived; err is then why.
 func classify(call string, status int, header http.Header, body []byte, err error) error {
 	if status == 0 {
 		if err == nil {
@@ -58,18 +46,8 @@ func classify(call string, status int, header http.Header, body []byte, err erro
 		// A network error, a timeout or a cancelled call: worth another try.
 		return fmt.Errorf("customerio: %s: %w", call, err)
 	}
-	if status >= 200 && status < 300 {
-		// go-customerio counts only 200 as success; any 2xx is delivered.
-		return nil
-	}
-	se := &StatusError{Call: call, StatusCode: status, Body: strings.TrimSpace(string(body))}
-	if status == http.StatusRequestTimeout || status == http.StatusTooManyRequests || status >= 500 {
-		if d := httpx.ParseRetryAfter(header.Get("Retry-After"), time.Now()); d > 0 {
-			return opentrack.RetryAfter(se, d)
-		}
-		return se
-	}
-	return opentrack.Permanent(se)
+	// Any 2xx is delivered, though go-customerio counts only 200 as success.
+	return httpx.Classify("customerio: "+call, status, header, body)
 }
 
 // isRequestError reports whether err says the request could not be built, so
@@ -118,7 +96,7 @@ func (r *recorder) CloseIdleConnections() {
 	}
 }
 
-// capture copies the first maxErrorBody bytes read from a body.
+// capture copies the first [httpx.MaxErrorBody] bytes read from a body.
 type capture struct {
 	io.ReadCloser
 	o *outcome
@@ -126,7 +104,7 @@ type capture struct {
 
 func (c *capture) Read(p []byte) (int, error) {
 	n, err := c.ReadCloser.Read(p)
-	if room := maxErrorBody - len(c.o.body); room > 0 && n > 0 {
+	if room := httpx.MaxErrorBody - len(c.o.body); room > 0 && n > 0 {
 		c.o.body = append(c.o.body, p[:min(n, room)]...)
 	}
 	return n, err

@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/opentrackhq/opentrack"
 	"github.com/opentrackhq/opentrack/internal/fakecustomerio"
+	"github.com/opentrackhq/opentrack/internal/httpx"
 	"github.com/opentrackhq/opentrack/spec"
 )
 
@@ -75,8 +77,12 @@ func TestStatusClassification(t *testing.T) {
 				if !errors.As(err, &se) {
 					t.Fatalf("err %v (%T) is not a *StatusError", err, err)
 				}
-				if se.StatusCode != c.resp.Status || se.Call != call {
-					t.Errorf("StatusError{Call: %q, StatusCode: %d}, want %q, %d", se.Call, se.StatusCode, call, c.resp.Status)
+				if se.StatusCode != c.resp.Status || se.Op != "customerio: "+call {
+					t.Errorf("StatusError{Op: %q, StatusCode: %d}, want %q, %d", se.Op, se.StatusCode, "customerio: "+call, c.resp.Status)
+				}
+				// One package prefix, then the call and the status.
+				if want := "customerio: " + call + ": " + strconv.Itoa(c.resp.Status) + " "; !strings.HasPrefix(err.Error(), want) || strings.Count(err.Error(), "customerio:") != 1 {
+					t.Errorf("error text %q, want it to start %q, with one prefix", err, want)
 				}
 				if c.resp.Body != "" && se.Body != strings.TrimSpace(c.resp.Body) {
 					t.Errorf("StatusError.Body = %q, want %q", se.Body, c.resp.Body)
@@ -102,8 +108,8 @@ func TestStatusErrorBodyIsBounded(t *testing.T) {
 		srv.FailNext(1, fakecustomerio.Response{Status: 400, Body: strings.Repeat("x", 10000)})
 		err := opentrack.Deliver(context.Background(), in, sampleEvents()[call])
 		var se *StatusError
-		if !errors.As(err, &se) || len(se.Body) != maxErrorBody {
-			t.Errorf("%s: body of %d bytes kept, want %d (err %v)", call, len(se.Body), maxErrorBody, err)
+		if !errors.As(err, &se) || len(se.Body) != httpx.MaxErrorBody {
+			t.Errorf("%s: body of %d bytes kept, want %d (err %v)", call, len(se.Body), httpx.MaxErrorBody, err)
 		}
 	}
 }
@@ -119,6 +125,9 @@ func TestNetworkErrorIsRetryable(t *testing.T) {
 		var se *StatusError
 		if errors.As(err, &se) {
 			t.Errorf("%s: network error reported as status %d", call, se.StatusCode)
+		}
+		if want := "customerio: " + call + ": "; err != nil && (!strings.HasPrefix(err.Error(), want) || strings.Count(err.Error(), "customerio:") != 1) {
+			t.Errorf("%s: error text %q, want it to start %q, with one prefix", call, err, want)
 		}
 	}
 }
@@ -177,6 +186,9 @@ func TestNotDeliverable(t *testing.T) {
 		err := opentrack.Deliver(context.Background(), in, c.e)
 		if !errors.Is(err, ErrNotDeliverable) || !opentrack.IsPermanent(err) {
 			t.Errorf("%s: err = %v, want a permanent ErrNotDeliverable", c.name, err)
+		}
+		if err != nil && strings.Count(err.Error(), "customerio:") != 1 {
+			t.Errorf("%s: error text %q, want one prefix", c.name, err)
 		}
 	}
 	if n := srv.Attempts(); n != 0 {

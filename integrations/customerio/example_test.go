@@ -2,6 +2,7 @@ package customerio_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log"
 	"time"
@@ -22,7 +23,10 @@ func ExampleNew() {
 
 	client := cio.NewTrackClient("site-id", "api-key")
 	client.URL = trackAPI.URL() // normally the region: cio.WithRegion(cio.RegionEU)
-	in := customerio.New(client, nil)
+	in, err := customerio.New(client, nil)
+	if err != nil {
+		log.Fatal(err)
+	}
 
 	at := time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
 	ctx := context.Background()
@@ -51,16 +55,19 @@ func ExampleNew() {
 }
 
 // FromEnv configures the integration from CUSTOMERIO_SITE_ID,
-// CUSTOMERIO_API_KEY, CUSTOMERIO_REGION and CUSTOMERIO_TRACK_URL, and
-// returns nil when it is not configured.
+// CUSTOMERIO_API_KEY, CUSTOMERIO_REGION and CUSTOMERIO_TRACK_URL. It returns
+// opentrack.ErrNotConfigured when none is set, and the host leaves
+// Customer.io out.
 func ExampleFromEnv() {
 	env := map[string]string{"CUSTOMERIO_SITE_ID": "site-id", "CUSTOMERIO_API_KEY": "api-key", "CUSTOMERIO_REGION": "eu"}
-	in, err := customerio.FromEnv(context.Background(), func(k string) string { return env[k] })
-	if err != nil {
-		log.Fatal(err)
-	}
 	var integrations []opentrack.Integration
-	if in != nil {
+	in, err := customerio.FromEnv(context.Background(), func(k string) string { return env[k] })
+	switch {
+	case errors.Is(err, opentrack.ErrNotConfigured):
+		// Customer.io is off.
+	case err != nil:
+		log.Fatal(err) // a half or invalid configuration
+	default:
 		integrations = append(integrations, in)
 	}
 	m, err := opentrack.New(opentrack.Options{Integrations: integrations})
@@ -69,5 +76,10 @@ func ExampleFromEnv() {
 	}
 	defer m.Shutdown(context.Background())
 	fmt.Println(m.Stats()[0].Integration)
-	// Output: Customer.io
+
+	_, err = customerio.FromEnv(context.Background(), func(string) string { return "" })
+	fmt.Println(err)
+	// Output:
+	// Customer.io
+	// opentrack: integration not configured
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -42,7 +41,7 @@ func newManager(t *testing.T, in *Integration) (*opentrack.Manager, *failures) {
 	m, err := opentrack.New(opentrack.Options{
 		Integrations: []opentrack.Integration{in},
 		OnFailure:    f.add,
-		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Logger:       slog.New(slog.DiscardHandler),
 		Delivery: opentrack.Delivery{Retry: opentrack.RetryPolicy{
 			InitialBackoff: time.Millisecond,
 			MaxBackoff:     10 * time.Millisecond,

@@ -2,7 +2,6 @@ package customerio
 
 import (
 	"crypto/sha256"
-	"encoding/binary"
 	"encoding/json"
 	"net/mail"
 	"regexp"
@@ -10,6 +9,7 @@ import (
 	"time"
 
 	cio "github.com/customerio/go-customerio/v3"
+	"github.com/oklog/ulid/v2"
 
 	"github.com/opentrackhq/opentrack/spec"
 )
@@ -152,60 +152,33 @@ func isEmail(s string) bool {
 	return err == nil && a.Name == "" && a.Address == s
 }
 
-// crockford is the ULID alphabet.
-const crockford = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-
 // eventID returns the Customer.io event id for the event: Customer.io ignores
 // an event whose id, a ULID, it has already received. A messageId that is a
-// ULID is used as is. Any other messageId gives a ULID whose time is the
-// sender's original timestamp (else the timestamp) and whose random part is
-// taken from a SHA-256 of the messageId: the same event always gets the
-// same id, so a delivery retried after a lost answer is not counted twice.
-// No messageId, no id.
+// ULID is used as is, in its canonical upper-case form. Any other messageId
+// gives a ULID whose time is the sender's original timestamp (else the
+// timestamp; 0 before 1970 or past the ULID range) and whose 80-bit entropy
+// is the start of a SHA-256 of the messageId: the same event always gets
+// the same id, so a delivery retried after a lost answer is not counted
+// twice. No messageId, no id.
 func eventID(c *spec.Common) string {
 	if c.MessageID == "" {
 		return ""
 	}
-	if u := strings.ToUpper(c.MessageID); isULID(u) {
-		return u
+	if id, err := ulid.ParseStrict(c.MessageID); err == nil {
+		return id.String()
 	}
 	t := c.OriginalTimestamp
 	if t.IsZero() {
 		t = c.Timestamp
 	}
 	var ms uint64
-	if m := t.UnixMilli(); !t.IsZero() && m > 0 && m < 1<<48 {
+	if m := t.UnixMilli(); !t.IsZero() && m > 0 && uint64(m) <= ulid.MaxTime() {
 		ms = uint64(m)
 	}
-	var b [16]byte
-	binary.BigEndian.PutUint64(b[:8], ms<<16)
 	h := sha256.Sum256([]byte(c.MessageID))
-	copy(b[6:], h[:10])
-	return encodeULID(b)
-}
-
-// encodeULID writes 128 bits as 26 Crockford base32 digits, the first
-// holding the top 3 bits.
-func encodeULID(b [16]byte) string {
-	hi := binary.BigEndian.Uint64(b[:8])
-	lo := binary.BigEndian.Uint64(b[8:])
-	var out [26]byte
-	for i := len(out) - 1; i >= 0; i-- {
-		out[i] = crockford[lo&31]
-		lo = lo>>5 | hi<<59
-		hi >>= 5
+	var id ulid.ULID
+	if id.SetTime(ms) != nil || id.SetEntropy(h[:10]) != nil {
+		return "" // cannot happen: ms is in range and the entropy is 10 bytes
 	}
-	return string(out[:])
-}
-
-func isULID(s string) bool {
-	if len(s) != 26 || s[0] > '7' {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if strings.IndexByte(crockford, s[i]) < 0 {
-			return false
-		}
-	}
-	return true
+	return id.String()
 }

@@ -37,7 +37,11 @@ func newTestIntegration(t *testing.T, opts *Options) (*Integration, *fakecustome
 		o = *opts
 	}
 	o.TrackURL = srv.URL()
-	return NewWithCredentials(testSite, testKey, &o), srv
+	in, err := NewWithCredentials(testSite, testKey, &o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return in, srv
 }
 
 // decodeEvent reads a Segment event as the collector's decoder does.

@@ -16,6 +16,12 @@
 // API's rules 400 with {"meta":{"errors":[...]}}, an unknown path 404 and a
 // wrong method 405; none of these is recorded as a call. [Server.FailNext]
 // scripts failures.
+//
+// GET /fakecustomerio/dump answers, without credentials, what the server
+// received: {"attempts": n, "calls": [{"method", "path", "body",
+// "userAgent"}, ...]}. The command fakecustomerio (cmd/fakecustomerio)
+// serves a stand-in on a local port, to try the collector without a
+// Customer.io workspace.
 package fakecustomerio
 
 import (
@@ -29,19 +35,32 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/oklog/ulid/v2"
 )
 
 // Call is one request the server accepted (answered 200).
 type Call struct {
 	// Method is the HTTP method.
-	Method string
+	Method string `json:"method"`
 	// Path is the request path as sent, still escaped
 	// ("/api/v1/customers/user%201/events").
-	Path string
+	Path string `json:"path"`
 	// Body is the request body, a JSON object.
-	Body json.RawMessage
+	Body json.RawMessage `json:"body"`
 	// UserAgent is the User-Agent header.
-	UserAgent string
+	UserAgent string `json:"userAgent"`
+}
+
+// DumpPath is the path of the dump endpoint: GET it for a [Dump].
+const DumpPath = "/fakecustomerio/dump"
+
+// Dump is what GET /fakecustomerio/dump answers: what the server received.
+type Dump struct {
+	// Attempts counts the requests to the Track API, whatever their answer.
+	Attempts int `json:"attempts"`
+	// Calls are the accepted calls, in the order they arrived.
+	Calls []Call `json:"calls"`
 }
 
 // Response is a scripted answer for [Server.FailNext].
@@ -69,20 +88,44 @@ type Server struct {
 	script   []Response
 }
 
-// New starts a Server that accepts the credentials siteID and apiKey. Call
-// Close when done.
+// New starts a Server on a local port that accepts the credentials siteID
+// and apiKey. Call Close when done.
 func New(siteID, apiKey string) *Server {
-	s := &Server{siteID: siteID, apiKey: apiKey}
-	s.srv = httptest.NewServer(http.HandlerFunc(s.serve))
+	s := NewHandler(siteID, apiKey)
+	s.srv = httptest.NewServer(s)
 	return s
 }
 
-// URL is the server's base URL ("http://127.0.0.1:port"), to use as the
-// Track API base URL.
-func (s *Server) URL() string { return s.srv.URL }
+// NewHandler returns a Server that accepts the credentials siteID and apiKey
+// and is not listening, to be served by the caller: it is an http.Handler.
+// [Server.URL] is empty and [Server.Close] does nothing for it.
+func NewHandler(siteID, apiKey string) *Server {
+	return &Server{siteID: siteID, apiKey: apiKey}
+}
 
-// Close shuts the server down.
-func (s *Server) Close() { s.srv.Close() }
+// URL is the base URL of a server started by [New]
+// ("http://127.0.0.1:port"), to use as the Track API base URL.
+func (s *Server) URL() string {
+	if s.srv == nil {
+		return ""
+	}
+	return s.srv.URL
+}
+
+// Close shuts down a server started by [New].
+func (s *Server) Close() {
+	if s.srv != nil {
+		s.srv.Close()
+	}
+}
+
+// Dump returns what the server received, as GET /fakecustomerio/dump
+// answers it.
+func (s *Server) Dump() Dump {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return Dump{Attempts: s.attempts, Calls: append([]Call{}, s.calls...)}
+}
 
 // Calls returns the calls accepted so far, in the order they arrived.
 func (s *Server) Calls() []Call {
@@ -116,7 +159,13 @@ func (s *Server) FailNext(n int, r Response) {
 	}
 }
 
-func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
+// ServeHTTP serves the Track API and the dump endpoint.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == DumpPath && r.Method == http.MethodGet {
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(s.Dump())
+		return
+	}
 	body, err := io.ReadAll(r.Body)
 	s.mu.Lock()
 	s.attempts++
@@ -390,15 +439,8 @@ func unixSeconds(v any) bool {
 }
 
 // IsULID reports whether s is a ULID in its canonical form: 26 characters of
-// Crockford's base32 (upper case), the first at most '7'.
+// Crockford's base32 in upper case, the first at most '7'.
 func IsULID(s string) bool {
-	if len(s) != 26 || s[0] > '7' {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if !strings.ContainsRune("0123456789ABCDEFGHJKMNPQRSTVWXYZ", rune(s[i])) {
-			return false
-		}
-	}
-	return true
+	id, err := ulid.ParseStrict(s)
+	return err == nil && id.String() == s
 }

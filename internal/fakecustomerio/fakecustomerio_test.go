@@ -3,8 +3,10 @@ package fakecustomerio
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -239,5 +241,62 @@ func TestIsULID(t *testing.T) {
 		if IsULID(s) != want {
 			t.Errorf("IsULID(%q) = %v", s, !want)
 		}
+	}
+}
+
+// TestDump: GET /fakecustomerio/dump shows the calls and attempts, needs no
+// credentials, is not itself counted, and is not answered by FailNext.
+func TestDump(t *testing.T) {
+	s := New("s", "k")
+	defer s.Close()
+	auth := basic(base64.StdEncoding, "s", "k")
+	if got, _ := do(t, s, "PUT", "/api/v1/customers/u%201", auth, `{"email":"a@example.com"}`); got != 200 {
+		t.Fatalf("identify: %d", got)
+	}
+	if got, _ := do(t, s, "POST", "/api/v1/events", "", `{"name":"x"}`); got != 401 {
+		t.Fatalf("unauthorized event: %d", got)
+	}
+	s.FailNext(1, Response{Status: 503})
+	status, body := do(t, s, "GET", DumpPath, "", "")
+	if status != 200 {
+		t.Fatalf("dump: %d %s", status, body)
+	}
+	var d Dump
+	if err := json.Unmarshal([]byte(body), &d); err != nil {
+		t.Fatalf("dump %s: %v", body, err)
+	}
+	if d.Attempts != 2 || len(d.Calls) != 1 {
+		t.Fatalf("dump = %+v, want 2 attempts and 1 call", d)
+	}
+	if c := d.Calls[0]; c.Method != "PUT" || c.Path != "/api/v1/customers/u%201" || string(c.Body) != `{"email":"a@example.com"}` || c.UserAgent != "Go-http-client/1.1" {
+		t.Errorf("dumped call %+v", c)
+	}
+	if s.Attempts() != 2 {
+		t.Errorf("the dump was counted: %d attempts", s.Attempts())
+	}
+	// The scripted failure is still waiting for the next Track API request.
+	if got, _ := do(t, s, "POST", "/api/v1/events", auth, `{"name":"x"}`); got != 503 {
+		t.Errorf("request after the dump: %d, want the scripted 503", got)
+	}
+	// Only GET reads the dump; other methods are Track API requests to an
+	// unknown path.
+	if got, _ := do(t, s, "POST", DumpPath, auth, `{}`); got != 404 {
+		t.Errorf("POST %s: %d, want 404", DumpPath, got)
+	}
+}
+
+// TestNewHandler serves a Server that is not listening.
+func TestNewHandler(t *testing.T) {
+	s := NewHandler("s", "k")
+	if s.URL() != "" {
+		t.Errorf("URL() = %q for a handler", s.URL())
+	}
+	s.Close() // does nothing
+	rec := httptest.NewRecorder()
+	req := httptest.NewRequest("POST", "/api/v1/events", strings.NewReader(`{"name":"x"}`))
+	req.Header.Set("Authorization", basic(base64.URLEncoding, "s", "k"))
+	s.ServeHTTP(rec, req)
+	if rec.Code != 200 || len(s.Calls()) != 1 || len(s.Dump().Calls) != 1 {
+		t.Errorf("status %d, %d calls", rec.Code, len(s.Calls()))
 	}
 }
