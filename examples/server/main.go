@@ -165,27 +165,22 @@ func run(ctx context.Context, getenv func(string) string, log *slog.Logger, read
 // sink is on when OPENTRACK_FILE is set, or when nothing else is.
 func fromEnv(ctx context.Context, getenv func(string) string) ([]opentrack.Integration, error) {
 	var list []opentrack.Integration
-	bq, err := bigquery.FromEnv(ctx, getenv)
-	if err != nil {
+	add := func(in opentrack.Integration, err error) error {
+		switch {
+		case errors.Is(err, opentrack.ErrNotConfigured):
+			return nil
+		case err != nil:
+			return err
+		}
+		list = append(list, in)
+		return nil
+	}
+	if err := errors.Join(
+		add(asIntegration(bigquery.FromEnv(ctx, getenv))),
+		add(asIntegration(customerio.FromEnv(ctx, getenv))),
+		add(asIntegration(webhook.FromEnv(ctx, getenv))),
+	); err != nil {
 		return nil, err
-	}
-	if bq != nil {
-		list = append(list, bq)
-	}
-	cio, err := customerio.FromEnv(ctx, getenv)
-	if err != nil {
-		return nil, err
-	}
-	if cio != nil {
-		list = append(list, cio)
-	}
-	wh, err := webhook.FromEnv(ctx, getenv)
-	switch {
-	case errors.Is(err, opentrack.ErrNotConfigured):
-	case err != nil:
-		return nil, err
-	default:
-		list = append(list, wh)
 	}
 	path := getenv("OPENTRACK_FILE")
 	if path == "" && len(list) == 0 {
@@ -199,6 +194,22 @@ func fromEnv(ctx context.Context, getenv func(string) string) ([]opentrack.Integ
 		list = append(list, sink)
 	}
 	return list, nil
+}
+
+// asIntegration turns a built-in's FromEnv result into an Integration, and a
+// nil one into ErrNotConfigured, so that no typed nil reaches the Manager.
+func asIntegration[T interface {
+	opentrack.Integration
+	comparable
+}](in T, err error) (opentrack.Integration, error) {
+	var zero T
+	if err == nil && in == zero {
+		err = opentrack.ErrNotConfigured
+	}
+	if err != nil {
+		return nil, err
+	}
+	return in, nil
 }
 
 func splitList(v string) []string {
@@ -248,7 +259,7 @@ type integrationStats struct {
 	Panics           uint64  `json:"panics"`
 	Queued           int     `json:"queued"`
 	OldestAgeSeconds float64 `json:"oldestAgeSeconds"`
-	Position         uint64  `json:"position"`
+	Cursor           uint64  `json:"cursor"`
 }
 
 func statsJSON(stats []opentrack.Stats) []integrationStats {
@@ -256,7 +267,7 @@ func statsJSON(stats []opentrack.Stats) []integrationStats {
 	for i, s := range stats {
 		out[i] = integrationStats{Integration: s.Integration, Ready: s.Ready, Accepted: s.Accepted,
 			Delivered: s.Delivered, Retried: s.Retried, Failed: s.Failed, Deduplicated: s.Deduplicated,
-			Panics: s.Panics, Queued: s.Queued, OldestAgeSeconds: s.OldestAge.Seconds(), Position: s.Position}
+			Panics: s.Panics, Queued: s.Queued, OldestAgeSeconds: s.OldestAge.Seconds(), Cursor: s.Cursor}
 		if s.Err != nil {
 			out[i].Error = s.Err.Error()
 		}
