@@ -65,10 +65,13 @@ type HandlerOptions struct {
 	Logger *slog.Logger
 }
 
-// Handler serves the Segment HTTP Tracking API. Mount it where Segment's
-// /v1 is, with the prefix stripped:
+// Handler serves the Segment HTTP Tracking API. Mount it where Segment's /v1
+// is, on any router: it routes by the last segment of the path, so it works
+// whether the router strips the mount prefix or not:
 //
-//	mux.Handle("/v1/", http.StripPrefix("/v1", opentrack.NewHandler(m, nil)))
+//	mux.Handle("/v1/", http.StripPrefix("/v1", opentrack.NewHandler(m, nil))) // net/http
+//	mux.Handle("/v1/", opentrack.NewHandler(m, nil))                           // net/http, prefix kept
+//	r.Mount("/v1", opentrack.NewHandler(m, nil))                               // chi
 //
 // It serves POST /track /identify /page /screen /group /alias /batch /import
 // and analytics.js's short forms /t /i /p /s /g /a /b, and OPTIONS for CORS
@@ -93,7 +96,7 @@ type HandlerOptions struct {
 //   - 503 with Retry-After: a target queue is full or the Manager is shutting
 //     down; nothing of the request was accepted.
 type Handler struct {
-	m              *Manager
+	q              Enqueuer
 	keyed          bool // write keys were configured
 	keys           [][sha256.Size]byte
 	anyOrigin      bool
@@ -106,14 +109,21 @@ type Handler struct {
 	now            func() time.Time
 }
 
-// NewHandler returns a Handler that enqueues accepted events to m. opts may
-// be nil.
-func NewHandler(m *Manager, opts *HandlerOptions) *Handler {
+// Enqueuer takes accepted events; [*Manager] is one. Enqueue returns once the
+// events are accepted, or [ErrQueueFull], [ErrClosed] or [ErrTooLarge],
+// which the Handler answers with 503 or 413.
+type Enqueuer interface {
+	Enqueue(ctx context.Context, events ...spec.Event) error
+}
+
+// NewHandler returns a Handler that hands accepted events to q, usually a
+// [*Manager]. opts may be nil.
+func NewHandler(q Enqueuer, opts *HandlerOptions) *Handler {
 	if opts == nil {
 		opts = &HandlerOptions{}
 	}
 	h := &Handler{
-		m:              m,
+		q:              q,
 		maxEventBytes:  orDefault(opts.MaxEventBytes, DefaultMaxEventBytes),
 		maxBatchBytes:  orDefault(opts.MaxBatchBytes, DefaultMaxBatchBytes),
 		maxBatchEvents: orDefault(opts.MaxBatchEvents, DefaultMaxBatchEvents),
@@ -156,20 +166,28 @@ func orDefault(v, def int) int {
 	return def
 }
 
-// routes maps paths, relative to the mount point, to the call type; "" marks
-// a batch.
+// routes maps the last segment of a path to the call type; "" marks a batch.
 var routes = map[string]spec.Type{
-	"/track": spec.TypeTrack, "/t": spec.TypeTrack,
-	"/identify": spec.TypeIdentify, "/i": spec.TypeIdentify,
-	"/page": spec.TypePage, "/p": spec.TypePage,
-	"/screen": spec.TypeScreen, "/s": spec.TypeScreen,
-	"/group": spec.TypeGroup, "/g": spec.TypeGroup,
-	"/alias": spec.TypeAlias, "/a": spec.TypeAlias,
-	"/batch": "", "/b": "", "/import": "",
+	"track": spec.TypeTrack, "t": spec.TypeTrack,
+	"identify": spec.TypeIdentify, "i": spec.TypeIdentify,
+	"page": spec.TypePage, "p": spec.TypePage,
+	"screen": spec.TypeScreen, "s": spec.TypeScreen,
+	"group": spec.TypeGroup, "g": spec.TypeGroup,
+	"alias": spec.TypeAlias, "a": spec.TypeAlias,
+	"batch": "", "b": "", "import": "",
 }
 
-// metricsPath is where analytics.js posts its client-side metrics.
-const metricsPath = "/m"
+// metricsRoute is where analytics.js posts its client-side metrics.
+const metricsRoute = "m"
+
+// lastSegment returns the last segment of a URL path, ignoring one trailing
+// slash. The handler routes by it, so it serves the same whether the host's
+// router strips its mount prefix (http.StripPrefix) or not (chi's Mount,
+// gorilla/mux, echo and gin adapters).
+func lastSegment(path string) string {
+	path = strings.TrimSuffix(path, "/")
+	return path[strings.LastIndexByte(path, '/')+1:]
+}
 
 // Headers a browser may send; analytics.js sends Authorization and, on
 // retries, X-Retry-Count, so a preflight must name them.
@@ -206,44 +224,47 @@ func isToken(s string) bool {
 
 var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
-// ServeHTTP implements http.Handler.
+// ServeHTTP implements http.Handler. A request goes through its stages in
+// order, and the first that refuses it answers: CORS, route, auth, body,
+// decode, enrich, accept.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	hdr := w.Header()
-	hdr["Vary"] = varyOrigin
-	if origin := r.Header.Get("Origin"); origin != "" {
-		if !h.originAllowed(origin) {
-			writeError(w, http.StatusForbidden, "Origin not allowed")
-			return
-		}
-		hdr.Set("Access-Control-Allow-Origin", origin)
+	if !h.cors(w, r) {
+		return
 	}
-	path := strings.TrimSuffix(r.URL.Path, "/")
-	typ, ok := routes[path]
-	if !ok && path != metricsPath {
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		h.serveGet(w, r)
+		return
+	}
+	seg := lastSegment(r.URL.Path)
+	typ, ok := routes[seg]
+	if !ok && seg != metricsRoute {
 		writeError(w, http.StatusNotFound, "Not found")
 		return
 	}
 	switch r.Method {
 	case http.MethodPost:
 	case http.MethodOptions:
+		hdr := w.Header()
 		hdr.Set("Access-Control-Allow-Methods", "POST, OPTIONS")
 		hdr.Set("Access-Control-Allow-Headers", allowedHeaders(r.Header.Values("Access-Control-Request-Headers")))
 		hdr.Set("Access-Control-Max-Age", "86400")
 		w.WriteHeader(http.StatusNoContent)
 		return
 	default:
-		hdr.Set("Allow", "POST, OPTIONS")
+		w.Header().Set("Allow", "POST, OPTIONS")
 		writeError(w, http.StatusMethodNotAllowed, "Method not allowed")
 		return
 	}
-	if path == metricsPath {
+	if seg == metricsRoute {
 		// analytics.js reports its own delivery metrics here; they are
 		// not events, so they are read and dropped.
 		_, _ = io.Copy(io.Discard, http.MaxBytesReader(w, r.Body, int64(h.maxEventBytes)))
 		writeSuccess(w)
 		return
 	}
-	// A key in the Authorization header decides; without one, the body's.
+
+	// Auth, first part: a key in the Authorization header decides; without
+	// one, the body's key does, once the body is read.
 	headerKey, hasHeaderKey := basicUser(r.Header.Get("Authorization"))
 	if hasHeaderKey && !h.keyValid(headerKey) {
 		writeError(w, http.StatusUnauthorized, "Invalid write key")
@@ -262,66 +283,96 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 	buf.Reset()
-	if status, msg := readBody(w, r, buf, limit); status != 0 {
+	if status, msg := h.readBody(w, r, buf, limit); status != 0 {
 		writeError(w, status, msg)
 		return
 	}
 	receivedAt := h.now().UTC()
-	if typ == "" {
-		h.serveBatch(w, r, buf.Bytes(), hasHeaderKey, receivedAt)
-		return
-	}
-	e, err := spec.Decode(buf.Bytes(), typ)
-	if !hasHeaderKey && !h.bodyKeyValid(e) {
-		writeError(w, http.StatusUnauthorized, "Invalid write key")
-		return
-	}
-	var ve *spec.ValidationError
-	if err != nil && !errors.As(err, &ve) {
-		writeJSON(w, http.StatusBadRequest, errorBody{Error: "Invalid JSON", Message: err.Error()})
-		return
-	}
-	if err == nil {
-		err = e.Validate()
-	}
-	if err != nil {
-		h.writeInvalid(w, err)
-		return
-	}
-	e.Fields().WriteKey = ""
-	spec.Enrich(e, receivedAt, h.clientIP(r))
-	h.enqueue(w, r.Context(), e)
-}
 
-func (h *Handler) serveBatch(w http.ResponseWriter, r *http.Request, body []byte, authed bool, receivedAt time.Time) {
-	b, err := spec.DecodeBatch(body)
-	if !authed && h.keyed && (b == nil || !h.keyValid(b.WriteKey)) {
+	c, status, answer := h.decode(buf.Bytes(), typ)
+	if !hasHeaderKey && h.keyed && (c == nil || !h.keyValid(c.bodyKey)) {
 		writeError(w, http.StatusUnauthorized, "Invalid write key")
 		return
 	}
-	var ve *spec.ValidationError
-	if err != nil && !errors.As(err, &ve) {
-		writeJSON(w, http.StatusBadRequest, errorBody{Error: "Invalid JSON", Message: err.Error()})
-		return
-	}
-	if err != nil {
-		h.writeInvalid(w, err)
-		return
-	}
-	if len(b.Batch) == 0 {
-		writeJSON(w, http.StatusBadRequest, errorBody{Error: "Invalid batch", Fields: []spec.FieldError{{Field: "batch", Rule: "required", Message: "must hold at least one event"}}})
-		return
-	}
-	if len(b.Batch) > h.maxBatchEvents {
-		writeJSON(w, http.StatusBadRequest, errorBody{Error: "Invalid batch", Fields: []spec.FieldError{{Field: "batch", Rule: "length", Message: fmt.Sprintf("holds %d events; the limit is %d", len(b.Batch), h.maxBatchEvents)}}})
+	if status != 0 {
+		writeJSON(w, status, answer)
 		return
 	}
 	ip := h.clientIP(r)
-	events := make([]spec.Event, 0, len(b.Batch))
-	var rejected []itemError
+	for _, e := range c.events {
+		e.Fields().WriteKey = ""
+		spec.Enrich(e, receivedAt, ip)
+	}
+	if !h.accept(w, r.Context(), c.events) {
+		return
+	}
+	if len(c.rejected) == 0 {
+		writeSuccess(w)
+		return
+	}
+	writeJSON(w, http.StatusOK, batchBody{Success: true, Accepted: len(c.events), Rejected: len(c.rejected), Errors: capErrors(c.rejected)})
+}
+
+// cors checks the request's Origin, if any, and sets the CORS headers of
+// the answer. It answers 403 and returns false for an origin not allowed.
+func (h *Handler) cors(w http.ResponseWriter, r *http.Request) bool {
+	hdr := w.Header()
+	hdr["Vary"] = varyOrigin
+	if origin := r.Header.Get("Origin"); origin != "" {
+		if !h.originAllowed(origin) {
+			writeError(w, http.StatusForbidden, "Origin not allowed")
+			return false
+		}
+		hdr.Set("Access-Control-Allow-Origin", origin)
+	}
+	return true
+}
+
+// call is a decoded request: the valid events, the items refused, and the
+// write key the body named.
+type call struct {
+	events   []spec.Event
+	rejected []itemError
+	bodyKey  string
+}
+
+// decode reads a single call (typ set) or a batch (typ empty) and validates
+// its events. It returns the call, or a status and answer when the request
+// is refused as a whole: invalid JSON, an invalid single event, a batch
+// with no valid event. c is returned whenever the body key could be read,
+// even when the request is refused, so that auth is checked first.
+func (h *Handler) decode(body []byte, typ spec.Type) (c *call, status int, answer any) {
+	if typ != "" {
+		e, err := spec.Decode(body, typ)
+		if e != nil {
+			c = &call{bodyKey: e.Fields().WriteKey}
+		}
+		if err == nil {
+			err = e.Validate()
+		}
+		if err != nil {
+			return c, http.StatusBadRequest, h.invalid(err)
+		}
+		c.events = []spec.Event{e}
+		return c, 0, nil
+	}
+	b, err := spec.DecodeBatch(body)
+	if b != nil {
+		c = &call{bodyKey: b.WriteKey}
+	}
+	if err != nil {
+		return c, http.StatusBadRequest, h.invalid(err)
+	}
+	switch {
+	case len(b.Batch) == 0:
+		return c, http.StatusBadRequest, errorBody{Error: "Invalid batch", Fields: []spec.FieldError{{Field: "batch", Rule: "required", Message: "must hold at least one event"}}}
+	case len(b.Batch) > h.maxBatchEvents:
+		return c, http.StatusBadRequest, errorBody{Error: "Invalid batch", Fields: []spec.FieldError{{Field: "batch", Rule: "length", Message: fmt.Sprintf("holds %d events; the limit is %d", len(b.Batch), h.maxBatchEvents)}}}
+	}
+	c.events = make([]spec.Event, 0, len(b.Batch))
 	for i, raw := range b.Batch {
 		if len(raw) > h.maxEventBytes {
-			rejected = append(rejected, itemError{Index: i, Error: "Event too large", Fields: []spec.FieldError{{Field: "", Rule: "size", Message: fmt.Sprintf("is %d bytes; the limit is %d", len(raw), h.maxEventBytes)}}})
+			c.rejected = append(c.rejected, itemError{Index: i, Error: "Event too large", Fields: []spec.FieldError{{Rule: "size", Message: fmt.Sprintf("is %d bytes; the limit is %d", len(raw), h.maxEventBytes)}}})
 			continue
 		}
 		e, err := spec.Decode(raw, "")
@@ -330,37 +381,29 @@ func (h *Handler) serveBatch(w http.ResponseWriter, r *http.Request, body []byte
 			err = e.Validate()
 		}
 		if err != nil {
-			rejected = append(rejected, h.itemError(i, err))
+			c.rejected = append(c.rejected, h.itemError(i, err))
 			continue
 		}
-		e.Fields().WriteKey = ""
-		spec.Enrich(e, receivedAt, ip)
-		events = append(events, e)
+		c.events = append(c.events, e)
 	}
-	if len(events) == 0 {
-		writeJSON(w, http.StatusBadRequest, batchBody{Error: "No valid events", Errors: rejected})
-		return
+	if len(c.events) == 0 {
+		return c, http.StatusBadRequest, batchBody{Error: "No valid events", Rejected: len(c.rejected), Errors: capErrors(c.rejected)}
 	}
-	if !h.enqueueOK(w, r.Context(), events...) {
-		return
-	}
-	if len(rejected) == 0 {
-		writeSuccess(w)
-		return
-	}
-	writeJSON(w, http.StatusOK, batchBody{Success: true, Accepted: len(events), Errors: rejected})
+	return c, 0, nil
 }
 
-func (h *Handler) enqueue(w http.ResponseWriter, ctx context.Context, events ...spec.Event) {
-	if h.enqueueOK(w, ctx, events...) {
-		writeSuccess(w)
-	}
+// maxItemErrors bounds the item errors an answer lists, so that the answer
+// to a batch of bad items stays small; the count of all of them is given.
+const maxItemErrors = 10
+
+func capErrors(errs []itemError) []itemError {
+	return errs[:min(len(errs), maxItemErrors)]
 }
 
-// enqueueOK hands events to the Manager and writes the error answer if that
+// accept hands events to the Enqueuer and writes the error answer if that
 // failed.
-func (h *Handler) enqueueOK(w http.ResponseWriter, ctx context.Context, events ...spec.Event) bool {
-	err := h.m.Enqueue(ctx, events...)
+func (h *Handler) accept(w http.ResponseWriter, ctx context.Context, events []spec.Event) bool {
+	err := h.q.Enqueue(ctx, events...)
 	switch {
 	case err == nil:
 		return true
@@ -372,16 +415,20 @@ func (h *Handler) enqueueOK(w http.ResponseWriter, ctx context.Context, events .
 		writeError(w, http.StatusServiceUnavailable, "Shutting down, retry later")
 	case errors.Is(err, ErrTooLarge):
 		writeError(w, http.StatusRequestEntityTooLarge, "Batch holds more events than an integration's queue; send fewer at a time")
+	case errors.Is(err, context.Canceled) && ctx.Err() != nil:
+		// The client went away; nothing to answer.
+		w.WriteHeader(http.StatusServiceUnavailable)
 	default:
 		h.log.Error("opentrack: enqueue failed", slog.Any("error", err))
-		writeError(w, http.StatusInternalServerError, "Internal error")
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, "Could not accept the events, retry later")
 	}
 	return false
 }
 
 // readBody reads the request body into buf, decompressing gzip, and returns
 // a status and message when it must be refused.
-func readBody(w http.ResponseWriter, r *http.Request, buf *bytes.Buffer, limit int) (int, string) {
+func (h *Handler) readBody(w http.ResponseWriter, r *http.Request, buf *bytes.Buffer, limit int) (int, string) {
 	var body io.Reader = http.MaxBytesReader(w, r.Body, int64(limit))
 	switch enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding"))); enc {
 	case "", "identity":
@@ -407,7 +454,9 @@ func readBody(w http.ResponseWriter, r *http.Request, buf *bytes.Buffer, limit i
 		if errors.As(err, &mbe) {
 			return http.StatusRequestEntityTooLarge, tooLarge(limit)
 		}
-		return http.StatusBadRequest, "Could not read body: " + err.Error()
+		// The error may name the server's sockets: log it, answer plainly.
+		h.log.Debug("opentrack: reading a request body", slog.Any("error", err))
+		return http.StatusBadRequest, "Could not read the body"
 	}
 	if n > int64(limit) {
 		return http.StatusRequestEntityTooLarge, tooLarge(limit)
@@ -434,13 +483,6 @@ func (h *Handler) keyValid(key string) bool {
 		ok |= subtle.ConstantTimeCompare(sum[:], h.keys[i][:])
 	}
 	return ok == 1 && key != ""
-}
-
-func (h *Handler) bodyKeyValid(e spec.Event) bool {
-	if !h.keyed {
-		return true
-	}
-	return e != nil && h.keyValid(e.Fields().WriteKey)
 }
 
 // basicUser returns the username of a Basic Authorization header. The colon
@@ -482,6 +524,7 @@ type batchBody struct {
 	Success  bool        `json:"success,omitempty"`
 	Error    string      `json:"error,omitempty"`
 	Accepted int         `json:"accepted"`
+	Rejected int         `json:"rejected,omitempty"`
 	Errors   []itemError `json:"errors,omitempty"`
 }
 
@@ -493,14 +536,13 @@ func (h *Handler) itemError(i int, err error) itemError {
 	return itemError{Index: i, Error: "Invalid JSON", Fields: []spec.FieldError{{Rule: "json", Message: err.Error()}}}
 }
 
-func (h *Handler) writeInvalid(w http.ResponseWriter, err error) {
+// invalid is the answer to a request refused as a whole for its content.
+func (h *Handler) invalid(err error) errorBody {
 	var ve *spec.ValidationError
 	if errors.As(err, &ve) {
-		writeJSON(w, http.StatusBadRequest, errorBody{Error: "Invalid event", Fields: ve.Fields})
-		return
+		return errorBody{Error: "Invalid event", Fields: ve.Fields}
 	}
-	h.log.Error("opentrack: validating", slog.Any("error", err))
-	writeError(w, http.StatusInternalServerError, "Internal error")
+	return errorBody{Error: "Invalid JSON", Message: err.Error()}
 }
 
 var successBody = []byte(`{"success":true}` + "\n")

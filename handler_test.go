@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -553,5 +554,63 @@ func TestHandlerAnswers503AfterShutdown(t *testing.T) {
 	a := c.post(t, "/track", `{"userId":"u1","event":"E"}`)
 	if a.status != 503 || a.header.Get("Retry-After") == "" {
 		t.Errorf("after shutdown: %d, Retry-After %q", a.status, a.header.Get("Retry-After"))
+	}
+}
+
+// TestHandlerCapsItemErrors: a batch of many bad items gets a small answer:
+// the first errors and a count, not one entry per item, so that a client
+// that never reads cannot pin a large answer in the kernel.
+func TestHandlerCapsItemErrors(t *testing.T) {
+	c := newCollector(t, nil, opentrack.Options{})
+	items := make([]string, 2500)
+	for i := range items {
+		items[i] = `{"type":"track"}` // no user, no event name
+	}
+	body := `{"batch":[` + strings.Join(items, ",") + `]}`
+	a := c.do(t, "POST", "/batch", body, nil)
+	if a.status != 400 || len(a.raw) > 4096 {
+		t.Fatalf("answer %d, %d bytes: want 400 and a small body", a.status, len(a.raw))
+	}
+	if a.body["rejected"] != float64(2500) || len(a.body["errors"].([]any)) != 10 {
+		t.Errorf("rejected = %v, errors listed = %d; want 2500 and the first 10", a.body["rejected"], len(a.body["errors"].([]any)))
+	}
+	// With one valid item: accepted, the same cap.
+	items[1234] = `{"type":"track","userId":"u1","event":"E"}`
+	a = c.do(t, "POST", "/batch", `{"batch":[`+strings.Join(items, ",")+`]}`, nil)
+	if a.status != 200 || a.body["accepted"] != float64(1) || a.body["rejected"] != float64(2499) || len(a.body["errors"].([]any)) != 10 {
+		t.Errorf("answer %d %.200s: want 200, 1 accepted, 2499 rejected, 10 listed", a.status, a.raw)
+	}
+}
+
+// brokenBody fails to read like a connection reset, with the server's
+// socket addresses in the error.
+type brokenBody struct{}
+
+func (brokenBody) Read([]byte) (int, error) {
+	return 0, errors.New("read tcp 127.0.0.1:18088->127.0.0.1:51234: connection reset by peer")
+}
+
+// TestHandlerAnswersReadErrorsPlainly: an error answer never quotes the
+// server's sockets.
+func TestHandlerAnswersReadErrorsPlainly(t *testing.T) {
+	m := newManager(t, opentrack.Options{Integrations: []opentrack.Integration{newRecorder("Rec")}})
+	h := opentrack.NewHandler(m, &opentrack.HandlerOptions{Logger: quietLogger()})
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, httptest.NewRequest("POST", "/track", brokenBody{}))
+	if w.Code != 400 || strings.Contains(w.Body.String(), "127.0.0.1") || !strings.Contains(w.Body.String(), "Could not read the body") {
+		t.Errorf("answer %d %s; want 400 without addresses", w.Code, w.Body)
+	}
+}
+
+// TestManagerCountsUnroutedEvents: an event accepted for no integration is
+// counted, not lost without a trace.
+func TestManagerCountsUnroutedEvents(t *testing.T) {
+	c := newCollector(t, nil, opentrack.Options{})
+	if a := c.do(t, "POST", "/track", `{"userId":"u1","event":"E","integrations":{"All":false}}`, nil); a.status != 200 {
+		t.Fatalf("%d %s", a.status, a.raw)
+	}
+	flush(t, c.m)
+	if n := c.m.Unrouted(); n != 1 || len(c.rec.got()) != 0 {
+		t.Errorf("Unrouted = %d, delivered %d; want 1 and 0", n, len(c.rec.got()))
 	}
 }
