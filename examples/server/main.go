@@ -2,12 +2,17 @@
 // environment variables:
 //
 //	PORT                   listen port (default 8080)
-//	WRITE_KEY              accepted write keys, comma-separated (default: none, open)
+//	ADMIN_ADDR             address for /stats and /metrics, such as 127.0.0.1:9091
+//	                       (default: served on PORT, with a warning at start)
+//	WRITE_KEY              accepted write keys, comma-separated (default: none,
+//	                       open, with a warning at start)
 //	CORS_ALLOWED_ORIGINS   browser origins allowed, comma-separated (default: any)
 //	OPENTRACK_FILE         JSON-lines sink path, "-" for stdout; when no other
 //	                       integration is configured the sink is on, on stdout
 //	SHUTDOWN_TIMEOUT       how long SIGINT/SIGTERM may take to deliver what was
 //	                       accepted (default 30s)
+//	WRITE_TIMEOUT          how long an answer may take to write (default 15s)
+//	MAX_CONNECTIONS        connections served at once (default 1024)
 //	BIGQUERY_PROJECT_ID, BIGQUERY_DATASET, BIGQUERY_LOCATION,
 //	BIGQUERY_AUTO_TABLE_MANAGEMENT, BIGQUERY_EMULATOR_HOST,
 //	GOOGLE_APPLICATION_CREDENTIALS(_JSON)
@@ -18,9 +23,11 @@
 //	WEBHOOK_BATCH_SIZE, WEBHOOK_MAX_BATCH_BYTES, WEBHOOK_TIMEOUT
 //	                       a webhook of your own; see integrations/webhook
 //
-// It serves the Segment API at /v1, GET /healthz, GET /stats (the delivery
-// counters as JSON) and GET /metrics (the same in Prometheus text format). On SIGINT or
-// SIGTERM it stops accepting, delivers everything it accepted, and exits 0.
+// It serves the Segment API at /v1 and GET /healthz on PORT, and GET /stats
+// (the delivery counters as JSON) and GET /metrics (the same in Prometheus
+// text format) on ADMIN_ADDR. On SIGINT or SIGTERM it stops accepting,
+// delivers everything it accepted, and exits 0. A configuration error is
+// logged as such, and the exit code is 2.
 package main
 
 import (
@@ -34,9 +41,12 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/net/netutil"
 
 	"github.com/opentrackhq/opentrack"
 	"github.com/opentrackhq/opentrack/integrations/bigquery"
@@ -46,33 +56,92 @@ import (
 )
 
 func main() {
-	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{ReplaceAttr: readableDurations}))
 	slog.SetDefault(log) // integrations built from the environment log here too
-	if err := run(context.Background(), os.Getenv, log, nil); err != nil {
+	err := run(context.Background(), os.Getenv, log, nil)
+	var ce *configError
+	switch {
+	case err == nil:
+	case errors.As(err, &ce):
+		log.Error("configuration error; not started", slog.Any("error", ce.err))
+		os.Exit(2)
+	default:
 		log.Error("server stopped", slog.Any("error", err))
 		os.Exit(1)
 	}
 }
 
-// run serves until ctx ends or a signal arrives, then shuts down. If ready is
-// not nil it receives the listening address.
-func run(ctx context.Context, getenv func(string) string, log *slog.Logger, ready chan<- string) error {
-	port := getenv("PORT")
-	if port == "" {
-		port = "8080"
+// readableDurations logs durations as "30s", not as nanoseconds.
+func readableDurations(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		a.Value = slog.StringValue(a.Value.Duration().String())
 	}
-	timeout := 30 * time.Second
-	if v := getenv("SHUTDOWN_TIMEOUT"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil || d <= 0 {
-			return fmt.Errorf("SHUTDOWN_TIMEOUT: want a positive duration such as 30s, got %q", v)
-		}
-		timeout = d
-	}
+	return a
+}
 
+// configError is an error in the environment: the server does not start.
+type configError struct{ err error }
+
+func (e *configError) Error() string { return e.err.Error() }
+func (e *configError) Unwrap() error { return e.err }
+
+// config is the server's own configuration, from the environment.
+type config struct {
+	port            string
+	adminAddr       string
+	shutdownTimeout time.Duration
+	writeTimeout    time.Duration
+	maxConnections  int
+}
+
+// Defaults of the server's own settings.
+const (
+	defaultShutdownTimeout = 30 * time.Second
+	defaultWriteTimeout    = 15 * time.Second
+	defaultMaxConnections  = 1024
+)
+
+func configFromEnv(getenv func(string) string) (config, error) {
+	c := config{port: getenv("PORT"), adminAddr: getenv("ADMIN_ADDR"), shutdownTimeout: defaultShutdownTimeout,
+		writeTimeout: defaultWriteTimeout, maxConnections: defaultMaxConnections}
+	if c.port == "" {
+		c.port = "8080"
+	}
+	duration := func(name string, d *time.Duration) error {
+		v := getenv(name)
+		if v == "" {
+			return nil
+		}
+		parsed, err := time.ParseDuration(v)
+		if err != nil || parsed <= 0 {
+			return fmt.Errorf("%s: want a positive duration such as 30s, got %q", name, v)
+		}
+		*d = parsed
+		return nil
+	}
+	if err := errors.Join(duration("SHUTDOWN_TIMEOUT", &c.shutdownTimeout), duration("WRITE_TIMEOUT", &c.writeTimeout)); err != nil {
+		return c, err
+	}
+	if v := getenv("MAX_CONNECTIONS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			return c, fmt.Errorf("MAX_CONNECTIONS: want a positive number, got %q", v)
+		}
+		c.maxConnections = n
+	}
+	return c, nil
+}
+
+// run serves until ctx ends or a signal arrives, then shuts down. If ready is
+// not nil it receives the listening address of the API.
+func run(ctx context.Context, getenv func(string) string, log *slog.Logger, ready chan<- string) error {
+	cfg, err := configFromEnv(getenv)
+	if err != nil {
+		return &configError{err}
+	}
 	integrations, err := fromEnv(ctx, getenv)
 	if err != nil {
-		return err
+		return &configError{err}
 	}
 	names := make([]string, len(integrations))
 	for i, in := range integrations {
@@ -80,24 +149,24 @@ func run(ctx context.Context, getenv func(string) string, log *slog.Logger, read
 	}
 	m, err := opentrack.New(opentrack.Options{
 		Integrations: integrations,
-		Logger:       log,
-		OnFailure: func(f opentrack.Failure) {
-			log.Error("event not delivered", slog.String("integration", f.Integration),
-				slog.String("messageId", f.Event.Fields().MessageID), slog.Any("error", f.Err))
-		},
+		Logger:       log, // logs each event not delivered, once
 	})
 	if err != nil {
-		return err
+		return &configError{err}
+	}
+	writeKeys := splitList(getenv("WRITE_KEY"))
+	if len(writeKeys) == 0 {
+		log.Warn("WRITE_KEY is not set: every request is accepted, whatever its write key")
 	}
 	h := opentrack.NewHandler(m, &opentrack.HandlerOptions{
-		WriteKeys:      splitList(getenv("WRITE_KEY")),
+		WriteKeys:      writeKeys,
 		AllowedOrigins: splitList(getenv("CORS_ALLOWED_ORIGINS")),
 		Logger:         log,
 	})
 
-	mux := http.NewServeMux()
-	mux.Handle("/v1/", http.StripPrefix("/v1", h))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+	api := http.NewServeMux()
+	api.Handle("/v1/", h)
+	api.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		if m.Closed() {
 			w.WriteHeader(http.StatusServiceUnavailable)
@@ -106,49 +175,69 @@ func run(ctx context.Context, getenv func(string) string, log *slog.Logger, read
 		}
 		fmt.Fprintln(w, `{"status":"ok"}`)
 	})
-	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, r *http.Request) {
+	admin := api
+	if cfg.adminAddr != "" {
+		admin = http.NewServeMux()
+	} else {
+		log.Warn("ADMIN_ADDR is not set: /stats and /metrics are served on the public port; set it (for instance 127.0.0.1:9091) to keep them private")
+	}
+	admin.HandleFunc("GET /stats", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(statsJSON(m.Stats()))
 	})
-	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
+	admin.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
 		writeMetrics(w, m.Stats())
 	})
 
-	ln, err := net.Listen("tcp", ":"+port)
+	ln, err := net.Listen("tcp", ":"+cfg.port)
 	if err != nil {
-		return err
+		return &configError{err}
 	}
-	srv := &http.Server{
-		Handler:           mux,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       10 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	// A bounded number of connections: clients that never read their
+	// answers cannot pin unbounded kernel memory.
+	ln = netutil.LimitListener(ln, cfg.maxConnections)
+	srv := newServer(api, cfg, log)
+	servers := []*http.Server{srv}
+	listeners := []net.Listener{ln}
+	if cfg.adminAddr != "" {
+		aln, err := net.Listen("tcp", cfg.adminAddr)
+		if err != nil {
+			ln.Close()
+			return &configError{fmt.Errorf("ADMIN_ADDR: %w", err)}
+		}
+		servers = append(servers, newServer(admin, cfg, log))
+		listeners = append(listeners, aln)
 	}
 	sigCtx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	log.Info("opentrack listening", slog.String("addr", ln.Addr().String()), slog.Any("integrations", names))
+	log.Info("opentrack listening", slog.String("addr", ln.Addr().String()), slog.String("adminAddr", cfg.adminAddr),
+		slog.Any("integrations", names))
 	if ready != nil {
 		ready <- ln.Addr().String()
 	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
+	served := make(chan error, len(servers))
+	for i, s := range servers {
+		go func() { served <- s.Serve(listeners[i]) }()
+	}
 	select {
 	case err := <-served:
 		return err
 	case <-sigCtx.Done():
 	}
 
-	log.Info("shutting down", slog.Duration("timeout", timeout))
-	deadline := time.Now().Add(timeout)
+	log.Info("shutting down", slog.Duration("timeout", cfg.shutdownTimeout))
+	deadline := time.Now().Add(cfg.shutdownTimeout)
 	// Stop taking requests and let the ones in flight finish, within half
 	// the budget: a slow client must not eat the time the deliveries need.
-	hctx, hcancel := context.WithTimeout(context.Background(), timeout/2)
+	hctx, hcancel := context.WithTimeout(context.Background(), cfg.shutdownTimeout/2)
 	defer hcancel()
-	err = srv.Shutdown(hctx)
-	if errors.Is(err, context.DeadlineExceeded) {
-		err = errors.Join(err, srv.Close())
+	for _, s := range servers {
+		if serr := s.Shutdown(hctx); errors.Is(serr, context.DeadlineExceeded) {
+			err = errors.Join(err, serr, s.Close())
+		} else {
+			err = errors.Join(err, serr)
+		}
 	}
 	// Then deliver everything accepted, within the rest.
 	mctx, mcancel := context.WithDeadline(context.Background(), deadline)
@@ -159,6 +248,21 @@ func run(ctx context.Context, getenv func(string) string, log *slog.Logger, read
 			slog.Uint64("delivered", s.Delivered), slog.Uint64("failed", s.Failed))
 	}
 	return err
+}
+
+// newServer returns an HTTP server with timeouts: a request's headers and
+// body must arrive within ReadTimeout, and its answer must be written within
+// WriteTimeout, so a client that stops reading is cut off.
+func newServer(h http.Handler, cfg config, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      cfg.writeTimeout,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
 }
 
 // fromEnv builds the integrations the environment configures. The JSON-lines
