@@ -122,7 +122,7 @@ func TestHandlerAcceptsEveryCallOnEveryRoute(t *testing.T) {
 		want += 2
 	}
 	flush(t, c.m)
-	got := c.rec.got()
+	got := c.rec.Got()
 	if len(got) != want {
 		t.Fatalf("delivered %d events, want %d", len(got), want)
 	}
@@ -144,7 +144,7 @@ func TestHandlerDropsAnalyticsJSMetrics(t *testing.T) {
 		t.Fatalf("POST /m = %d %s, want 200", a.status, a.raw)
 	}
 	flush(t, c.m)
-	if n := len(c.rec.got()); n != 0 {
+	if n := len(c.rec.Got()); n != 0 {
 		t.Errorf("metrics were delivered as %d events", n)
 	}
 }
@@ -155,7 +155,7 @@ func TestHandlerRouteDecidesType(t *testing.T) {
 		t.Fatalf("status %d %s", a.status, a.raw)
 	}
 	flush(t, c.m)
-	if got := c.rec.got(); len(got) != 1 || got[0].Fields().Type != spec.TypeTrack {
+	if got := c.rec.Got(); len(got) != 1 || got[0].Fields().Type != spec.TypeTrack {
 		t.Fatalf("got %v, want one track", got)
 	}
 }
@@ -225,7 +225,7 @@ func TestHandlerRejectsBadInput(t *testing.T) {
 				}
 			}
 			flush(t, c.m)
-			if n := len(c.rec.got()); n != 0 {
+			if n := len(c.rec.Got()); n != 0 {
 				t.Errorf("%d events delivered from a rejected request", n)
 			}
 		})
@@ -255,7 +255,7 @@ func TestHandlerBatchAcceptsValidItemsAndReportsOthers(t *testing.T) {
 		t.Errorf("errors = %v, want %s", got, want)
 	}
 	flush(t, c.m)
-	if ids := c.rec.ids(); len(ids) != 2 || ids["m0"] != 1 || ids["m4"] != 1 {
+	if ids := c.rec.IDs(); len(ids) != 2 || ids["m0"] != 1 || ids["m4"] != 1 {
 		t.Errorf("delivered %v, want m0 and m4", ids)
 	}
 }
@@ -276,7 +276,7 @@ func TestHandlerBatchLimits(t *testing.T) {
 		t.Errorf("batch over 500 KB: %d %s, want 413", a.status, a.raw)
 	}
 	flush(t, c.m)
-	if n := len(c.rec.got()); n != 0 {
+	if n := len(c.rec.Got()); n != 0 {
 		t.Errorf("%d events delivered from refused batches", n)
 	}
 }
@@ -310,7 +310,7 @@ func TestHandlerGzip(t *testing.T) {
 		t.Errorf("gzip bomb: %d %s, want 413", a.status, a.raw)
 	}
 	flush(t, c.m)
-	if got := c.rec.got(); len(got) != 1 || got[0].(*spec.Track).Event != "Zipped" {
+	if got := c.rec.Got(); len(got) != 1 || got[0].(*spec.Track).Event != "Zipped" {
 		t.Errorf("delivered %v, want the one zipped event", got)
 	}
 }
@@ -334,7 +334,7 @@ func TestHandlerAnyContentType(t *testing.T) {
 		}
 	}
 	flush(t, c.m)
-	if got := len(c.rec.got()); got != 4 {
+	if got := len(c.rec.Got()); got != 4 {
 		t.Errorf("delivered %d events, want 4", got)
 	}
 }
@@ -379,7 +379,7 @@ func TestHandlerWriteKeys(t *testing.T) {
 		}
 	}
 	flush(t, c.m)
-	got := c.rec.got()
+	got := c.rec.Got()
 	if len(got) != want {
 		t.Fatalf("delivered %d events, want %d", len(got), want)
 	}
@@ -450,7 +450,7 @@ func TestHandlerCORS(t *testing.T) {
 		}
 	}
 	flush(t, c.m)
-	if n := len(c.rec.got()); n != 1 {
+	if n := len(c.rec.Got()); n != 1 {
 		t.Errorf("delivered %d events, want only the allowed origin's", n)
 	}
 
@@ -475,7 +475,7 @@ func TestHandlerEnriches(t *testing.T) {
 	}
 	after := time.Now()
 	flush(t, c.m)
-	got := c.rec.got()
+	got := c.rec.Got()
 	if len(got) != 2 {
 		t.Fatalf("got %d events", len(got))
 	}
@@ -531,7 +531,7 @@ func TestHandlerAnswers503WhenQueueFullAndEnqueuesNothing(t *testing.T) {
 	}
 	close(slow.release)
 	flush(t, c.m)
-	if ids := other.ids(); ids["c"] != 0 || len(ids) != 2 {
+	if ids := other.IDs(); ids["c"] != 0 || len(ids) != 2 {
 		t.Errorf("Other received %v; the refused event must not be enqueued anywhere", ids)
 	}
 	// Sent again, as SDKs do after a 503, it is accepted.
@@ -539,7 +539,7 @@ func TestHandlerAnswers503WhenQueueFullAndEnqueuesNothing(t *testing.T) {
 		t.Fatalf("retry: %d %s", a.status, a.raw)
 	}
 	flush(t, c.m)
-	if other.ids()["c"] != 1 {
+	if other.IDs()["c"] != 1 {
 		t.Errorf("retried event not delivered")
 	}
 }
@@ -610,7 +610,7 @@ func TestManagerCountsUnroutedEvents(t *testing.T) {
 		t.Fatalf("%d %s", a.status, a.raw)
 	}
 	flush(t, c.m)
-	if n := c.m.Unrouted(); n != 1 || len(c.rec.got()) != 0 {
-		t.Errorf("Unrouted = %d, delivered %d; want 1 and 0", n, len(c.rec.got()))
+	if n := c.m.Unrouted(); n != 1 || len(c.rec.Got()) != 0 {
+		t.Errorf("Unrouted = %d, delivered %d; want 1 and 0", n, len(c.rec.Got()))
 	}
 }

@@ -38,23 +38,21 @@ func TestManagerDeliversEveryCallToEveryIntegration(t *testing.T) {
 	}
 	flush(t, m)
 	for _, r := range []*recorder{a, b} {
-		r.mu.Lock()
 		calls := map[string]bool{}
-		for _, c := range r.calls {
+		for _, c := range r.Calls() {
 			calls[c] = true
 		}
-		r.mu.Unlock()
 		for _, want := range []string{"Track", "Identify", "Page", "Screen", "Group", "Alias"} {
 			if !calls[want] {
-				t.Errorf("%s: %s was not called; calls: %v", r.name, want, r.calls)
+				t.Errorf("%s: %s was not called; calls: %v", r.Name(), want, r.Calls())
 			}
 		}
-		if r.flushed == 0 {
-			t.Errorf("%s: Flush did not reach the Flusher", r.name)
+		if r.Flushed() == 0 {
+			t.Errorf("%s: Flush did not reach the Flusher", r.Name())
 		}
-		s := statsOf(t, m, r.name)
+		s := statsOf(t, m, r.Name())
 		if s.Accepted != 6 || s.Delivered != 6 || s.Queued != 0 || s.Cursor != 7 {
-			t.Errorf("%s stats = %+v, want 6 accepted and delivered, none queued, position 6", r.name, s)
+			t.Errorf("%s stats = %+v, want 6 accepted and delivered, none queued, position 6", r.Name(), s)
 		}
 	}
 }
@@ -84,8 +82,8 @@ func TestManagerRoutesByIntegrationsObject(t *testing.T) {
 			}
 			flush(t, m)
 			for _, r := range []*recorder{a, b} {
-				if got := len(r.got()) == 1; got != tt.want[r.name] {
-					t.Errorf("%s received = %v, want %v", r.name, got, tt.want[r.name])
+				if got := len(r.Got()) == 1; got != tt.want[r.Name()] {
+					t.Errorf("%s received = %v, want %v", r.Name(), got, tt.want[r.Name()])
 				}
 			}
 		})
@@ -107,7 +105,7 @@ func TestManagerDropsReplaysWithinDedupWindow(t *testing.T) {
 		}
 	}
 	flush(t, m)
-	got := a.ids()
+	got := a.IDs()
 	if got["m1"] != 2 || got["m2"] != 1 || got["m3"] != 1 {
 		t.Errorf("delivered ids = %v, want m1 twice (once per window), m2 and m3 once", got)
 	}
@@ -123,52 +121,52 @@ func TestManagerDedupCanBeDisabled(t *testing.T) {
 		t.Fatal(err)
 	}
 	flush(t, m)
-	if got := a.ids()["m1"]; got != 2 {
+	if got := a.IDs()["m1"]; got != 2 {
 		t.Errorf("m1 delivered %d times, want 2", got)
 	}
 }
 
 func TestManagerRetriesTransientErrors(t *testing.T) {
 	a := newRecorder("A")
-	a.fail = func(_ spec.Event, attempt int) error {
+	a.Fail = func(_ spec.Event, attempt int) error {
 		if attempt < 3 {
 			return errTransient
 		}
 		return nil
 	}
 	var f failures
-	m := newManager(t, opentrack.Options{Integrations: []opentrack.Integration{a}, OnFailure: f.hook,
+	m := newManager(t, opentrack.Options{Integrations: []opentrack.Integration{a}, OnFailure: f.Add,
 		Delivery: opentrack.Delivery{Retry: fastRetry}})
 	if err := m.Enqueue(t.Context(), track("m1")); err != nil {
 		t.Fatal(err)
 	}
 	flush(t, m)
-	if got := a.ids()["m1"]; got != 1 {
+	if got := a.IDs()["m1"]; got != 1 {
 		t.Fatalf("delivered %d times, want 1", got)
 	}
 	if s := statsOf(t, m, "A"); s.Retried != 2 || s.Delivered != 1 || s.Failed != 0 {
 		t.Errorf("stats = %+v, want 2 retries, 1 delivered, 0 failed", s)
 	}
-	if len(f.get()) != 0 {
-		t.Errorf("OnFailure called: %v", f.get())
+	if len(f.List()) != 0 {
+		t.Errorf("OnFailure called: %v", f.List())
 	}
 }
 
 func TestManagerDoesNotRetryPermanentErrors(t *testing.T) {
 	a := newRecorder("A")
 	rejected := errors.New("400 bad request")
-	a.fail = func(spec.Event, int) error { return opentrack.Permanent(rejected) }
+	a.Fail = func(spec.Event, int) error { return opentrack.Permanent(rejected) }
 	var f failures
-	m := newManager(t, opentrack.Options{Integrations: []opentrack.Integration{a}, OnFailure: f.hook,
+	m := newManager(t, opentrack.Options{Integrations: []opentrack.Integration{a}, OnFailure: f.Add,
 		Delivery: opentrack.Delivery{Retry: fastRetry}})
 	if err := m.Enqueue(t.Context(), track("m1")); err != nil {
 		t.Fatal(err)
 	}
 	flush(t, m)
-	if n := a.attemptsOf("m1"); n != 1 {
+	if n := a.AttemptsOf("m1"); n != 1 {
 		t.Errorf("attempts = %d, want 1", n)
 	}
-	got := f.get()
+	got := f.List()
 	if len(got) != 1 || got[0].Integration != "A" || got[0].Attempts != 1 || !errors.Is(got[0].Err, rejected) ||
 		got[0].Event.Fields().MessageID != "m1" {
 		t.Fatalf("failures = %+v, want one for m1 wrapping the 400", got)
@@ -180,19 +178,19 @@ func TestManagerDoesNotRetryPermanentErrors(t *testing.T) {
 
 func TestManagerGivesUpAfterMaxAttempts(t *testing.T) {
 	a := newRecorder("A")
-	a.fail = func(spec.Event, int) error { return errTransient }
+	a.Fail = func(spec.Event, int) error { return errTransient }
 	var f failures
-	m := newManager(t, opentrack.Options{Integrations: []opentrack.Integration{a}, OnFailure: f.hook,
+	m := newManager(t, opentrack.Options{Integrations: []opentrack.Integration{a}, OnFailure: f.Add,
 		Delivery: opentrack.Delivery{Retry: fastRetry}})
 	if err := m.Enqueue(t.Context(), track("m1")); err != nil {
 		t.Fatal(err)
 	}
 	flush(t, m)
-	got := f.get()
+	got := f.List()
 	if len(got) != 1 || got[0].Attempts != fastRetry.MaxAttempts || !errors.Is(got[0].Err, errTransient) {
 		t.Fatalf("failures = %+v, want one after %d attempts", got, fastRetry.MaxAttempts)
 	}
-	if n := a.attemptsOf("m1"); n != fastRetry.MaxAttempts {
+	if n := a.AttemptsOf("m1"); n != fastRetry.MaxAttempts {
 		t.Errorf("attempts = %d, want %d", n, fastRetry.MaxAttempts)
 	}
 }
@@ -200,9 +198,9 @@ func TestManagerGivesUpAfterMaxAttempts(t *testing.T) {
 func TestManagerGivesUpAfterMaxElapsedTime(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		a := newRecorder("A")
-		a.fail = func(spec.Event, int) error { return errTransient }
+		a.Fail = func(spec.Event, int) error { return errTransient }
 		var f failures
-		m, err := opentrack.New(opentrack.Options{Integrations: []opentrack.Integration{a}, OnFailure: f.hook, Logger: quietLogger(),
+		m, err := opentrack.New(opentrack.Options{Integrations: []opentrack.Integration{a}, OnFailure: f.Add, Logger: quietLogger(),
 			Delivery: opentrack.Delivery{Retry: opentrack.RetryPolicy{MaxAttempts: 1000, InitialBackoff: time.Second,
 				MaxBackoff: time.Second, MaxElapsedTime: 10 * time.Second}}})
 		if err != nil {
@@ -216,13 +214,13 @@ func TestManagerGivesUpAfterMaxElapsedTime(t *testing.T) {
 			t.Fatal(err)
 		}
 		elapsed := time.Since(start)
-		if len(f.get()) != 1 {
-			t.Fatalf("failures = %d, want 1", len(f.get()))
+		if len(f.List()) != 1 {
+			t.Fatalf("failures = %d, want 1", len(f.List()))
 		}
 		if elapsed > 10*time.Second {
 			t.Errorf("gave up after %v, want within MaxElapsedTime 10s", elapsed)
 		}
-		if n := a.attemptsOf("m1"); n < 9 || n > 21 {
+		if n := a.AttemptsOf("m1"); n < 9 || n > 21 {
 			t.Errorf("attempts = %d, want about 10-20 within 10s of 0.5-1s waits", n)
 		}
 		_ = m.Shutdown(t.Context())
@@ -233,7 +231,7 @@ func TestManagerHonoursRetryAfter(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		a := newRecorder("A")
 		var times []time.Time
-		a.fail = func(_ spec.Event, attempt int) error {
+		a.Fail = func(_ spec.Event, attempt int) error {
 			times = append(times, time.Now())
 			if attempt == 1 {
 				return opentrack.RetryAfter(errTransient, 30*time.Second)
@@ -263,9 +261,9 @@ func TestManagerHonoursRetryAfter(t *testing.T) {
 
 func TestManagerRecoversPanickingIntegration(t *testing.T) {
 	bad, good := newRecorder("Bad"), newRecorder("Good")
-	bad.fail = func(spec.Event, int) error { panic("boom") }
+	bad.Fail = func(spec.Event, int) error { panic("boom") }
 	var f failures
-	m := newManager(t, opentrack.Options{Integrations: []opentrack.Integration{bad, good}, OnFailure: f.hook,
+	m := newManager(t, opentrack.Options{Integrations: []opentrack.Integration{bad, good}, OnFailure: f.Add,
 		Delivery: opentrack.Delivery{Retry: fastRetry}})
 	if err := m.Enqueue(t.Context(), track("m1"), track("m2")); err != nil {
 		t.Fatal(err)
@@ -274,11 +272,11 @@ func TestManagerRecoversPanickingIntegration(t *testing.T) {
 	if s := statsOf(t, m, "Bad"); s.Panics != 2 || s.Failed != 2 {
 		t.Errorf("Bad stats = %+v, want 2 panics, 2 failed", s)
 	}
-	if len(f.get()) != 2 {
-		t.Errorf("failures = %d, want 2", len(f.get()))
+	if len(f.List()) != 2 {
+		t.Errorf("failures = %d, want 2", len(f.List()))
 	}
-	if len(good.got()) != 2 {
-		t.Errorf("Good received %d, want 2", len(good.got()))
+	if len(good.Got()) != 2 {
+		t.Errorf("Good received %d, want 2", len(good.Got()))
 	}
 }
 
@@ -308,7 +306,7 @@ func (b *blocker) Track(ctx context.Context, e *spec.Track) error {
 func TestManagerSlowIntegrationDoesNotDelayOthers(t *testing.T) {
 	slow := newBlocker("Slow")
 	fast := newRecorder("Fast")
-	fast.delivered = make(chan spec.Event, 100)
+	fast.Delivered = make(chan spec.Event, 100)
 	m := newManager(t, opentrack.Options{Integrations: []opentrack.Integration{slow, fast},
 		Delivery: opentrack.Delivery{QueueSize: 100, Workers: 1}})
 	for i := range 50 {
@@ -319,7 +317,7 @@ func TestManagerSlowIntegrationDoesNotDelayOthers(t *testing.T) {
 	timeout := time.After(10 * time.Second)
 	for i := range 50 {
 		select {
-		case <-fast.delivered:
+		case <-fast.Delivered:
 		case <-timeout:
 			t.Fatalf("Fast got %d of 50 events while Slow was stuck", i)
 		}
@@ -346,7 +344,7 @@ func TestManagerQueueFullIsAllOrNothing(t *testing.T) {
 	flushCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	// Other has room again once it delivered; Slow has none.
-	for len(other.got()) < 3 && flushCtx.Err() == nil {
+	for len(other.Got()) < 3 && flushCtx.Err() == nil {
 		time.Sleep(time.Millisecond)
 	}
 	err := m.Enqueue(ctx, track("m4"), track("m5"))
@@ -361,7 +359,7 @@ func TestManagerQueueFullIsAllOrNothing(t *testing.T) {
 	}
 	close(slow.release)
 	flush(t, m)
-	if got := other.ids(); got["m4"] != 0 || got["m5"] != 0 || got["m6"] != 1 {
+	if got := other.IDs(); got["m4"] != 0 || got["m5"] != 0 || got["m6"] != 1 {
 		t.Errorf("Other received %v: a refused request must leave nothing behind", got)
 	}
 	if s := statsOf(t, m, "Slow"); s.Accepted != 3 || s.Delivered != 3 || s.Deduplicated != 0 {
@@ -372,7 +370,7 @@ func TestManagerQueueFullIsAllOrNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	flush(t, m)
-	if other.ids()["m4"] != 1 {
+	if other.IDs()["m4"] != 1 {
 		t.Errorf("the retry of a refused event was deduplicated")
 	}
 }
@@ -408,7 +406,7 @@ func TestManagerStatsShowQueueAndAge(t *testing.T) {
 
 func TestManagerShutdownDrainsAndCloses(t *testing.T) {
 	a := newRecorder("A")
-	a.fail = func(_ spec.Event, attempt int) error {
+	a.Fail = func(_ spec.Event, attempt int) error {
 		time.Sleep(100 * time.Microsecond)
 		if attempt == 1 {
 			return errTransient // every event needs a retry
@@ -431,11 +429,11 @@ func TestManagerShutdownDrainsAndCloses(t *testing.T) {
 	if err := m.Shutdown(ctx); err != nil {
 		t.Fatalf("Shutdown: %v", err)
 	}
-	if got := len(a.ids()); got != n {
+	if got := len(a.IDs()); got != n {
 		t.Errorf("delivered %d distinct events, want %d", got, n)
 	}
-	if a.closed != 1 {
-		t.Errorf("Close called %d times, want 1", a.closed)
+	if a.Closed() != 1 {
+		t.Errorf("Close called %d times, want 1", a.Closed())
 	}
 	if err := m.Enqueue(t.Context(), track("late")); !errors.Is(err, opentrack.ErrClosed) {
 		t.Errorf("Enqueue after Shutdown = %v, want ErrClosed", err)
@@ -443,15 +441,15 @@ func TestManagerShutdownDrainsAndCloses(t *testing.T) {
 	if err := m.Shutdown(ctx); err != nil {
 		t.Errorf("second Shutdown = %v, want the first's result (nil)", err)
 	}
-	if a.closed != 1 {
-		t.Errorf("Close called %d times after a second Shutdown, want 1", a.closed)
+	if a.Closed() != 1 {
+		t.Errorf("Close called %d times after a second Shutdown, want 1", a.Closed())
 	}
 }
 
 func TestManagerShutdownDeadlineReportsUndelivered(t *testing.T) {
 	slow := newBlocker("Slow")
 	var f failures
-	m, err := opentrack.New(opentrack.Options{Integrations: []opentrack.Integration{slow}, OnFailure: f.hook, Logger: quietLogger(),
+	m, err := opentrack.New(opentrack.Options{Integrations: []opentrack.Integration{slow}, OnFailure: f.Add, Logger: quietLogger(),
 		Delivery: opentrack.Delivery{Workers: 2}})
 	if err != nil {
 		t.Fatal(err)
@@ -469,7 +467,7 @@ func TestManagerShutdownDeadlineReportsUndelivered(t *testing.T) {
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Shutdown = %v, want DeadlineExceeded", err)
 	}
-	got := f.get()
+	got := f.List()
 	if len(got) != n {
 		t.Fatalf("OnFailure got %d events, want all %d: nothing may be lost silently", len(got), n)
 	}
@@ -582,7 +580,7 @@ func TestManagerRetriesOnlyFailedEventsOfABatch(t *testing.T) {
 		return nil
 	}
 	var f failures
-	m := newManager(t, opentrack.Options{Integrations: []opentrack.Integration{b}, OnFailure: f.hook,
+	m := newManager(t, opentrack.Options{Integrations: []opentrack.Integration{b}, OnFailure: f.Add,
 		Delivery: opentrack.Delivery{Workers: 1, Retry: fastRetry}})
 	if err := m.Enqueue(t.Context(), track("m1"), track("m2"), track("m3")); err != nil {
 		t.Fatal(err)
@@ -594,7 +592,7 @@ func TestManagerRetriesOnlyFailedEventsOfABatch(t *testing.T) {
 	if got != "[[m1] [m2]]" {
 		t.Errorf("delivered batches = %s, want [[m1] [m2]]: only m2 retried, m3 not", got)
 	}
-	fails := f.get()
+	fails := f.List()
 	if len(fails) != 1 || fails[0].Event.Fields().MessageID != "m3" {
 		t.Errorf("failures = %+v, want m3 only", fails)
 	}
@@ -631,21 +629,21 @@ func (i *initer) Init(context.Context) error {
 
 func TestManagerInitsBeforeFirstEvent(t *testing.T) {
 	in := &initer{recorder: newRecorder("A"), failUntil: 2}
-	in.recorder.fail = func(spec.Event, int) error {
+	in.recorder.Fail = func(spec.Event, int) error {
 		if in.inits.Load() != 3 {
 			return opentrack.Permanent(fmt.Errorf("event before Init succeeded (inits=%d)", in.inits.Load()))
 		}
 		return nil
 	}
 	var f failures
-	m := newManager(t, opentrack.Options{Integrations: []opentrack.Integration{in}, OnFailure: f.hook,
+	m := newManager(t, opentrack.Options{Integrations: []opentrack.Integration{in}, OnFailure: f.Add,
 		Delivery: opentrack.Delivery{Retry: fastRetry}})
 	if err := m.Enqueue(t.Context(), track("m1")); err != nil {
 		t.Fatal(err)
 	}
 	flush(t, m)
-	if len(f.get()) != 0 || len(in.got()) != 1 || in.inits.Load() != 3 {
-		t.Errorf("inits = %d, delivered = %d, failures = %v; want 3 inits then delivery", in.inits.Load(), len(in.got()), f.get())
+	if len(f.List()) != 0 || len(in.Got()) != 1 || in.inits.Load() != 3 {
+		t.Errorf("inits = %d, delivered = %d, failures = %v; want 3 inits then delivery", in.inits.Load(), len(in.Got()), f.List())
 	}
 }
 
@@ -659,7 +657,7 @@ func TestManagerRetriesInitUntilItSucceeds(t *testing.T) {
 		t.Run(fmt.Sprint("permanent=", permanent), func(t *testing.T) {
 			in := &initer{recorder: newRecorder("A"), failUntil: 1 << 30, permanent: permanent}
 			var f failures
-			m := newManager(t, opentrack.Options{Integrations: []opentrack.Integration{in}, OnFailure: f.hook,
+			m := newManager(t, opentrack.Options{Integrations: []opentrack.Integration{in}, OnFailure: f.Add,
 				Delivery: opentrack.Delivery{Retry: fastRetry}})
 			if err := m.Enqueue(t.Context(), track("m1")); err != nil {
 				t.Fatal(err)
@@ -669,13 +667,13 @@ func TestManagerRetriesInitUntilItSucceeds(t *testing.T) {
 				runtime.Gosched()
 			}
 			s := statsOf(t, m, "A")
-			if s.Ready || s.Err == nil || s.Queued != 1 || len(f.get()) != 0 {
-				t.Fatalf("while Init fails: stats = %+v, failures %v; want not ready, the Init error, the event queued, nothing reported", s, f.get())
+			if s.Ready || s.Err == nil || s.Queued != 1 || len(f.List()) != 0 {
+				t.Fatalf("while Init fails: stats = %+v, failures %v; want not ready, the Init error, the event queued, nothing reported", s, f.List())
 			}
 			in.heal()
 			flush(t, m)
-			if s := statsOf(t, m, "A"); !s.Ready || s.Err != nil || s.Delivered != 1 || len(in.got()) != 1 || len(f.get()) != 0 {
-				t.Errorf("after Init succeeded: stats = %+v, delivered %d, failures %v", s, len(in.got()), f.get())
+			if s := statsOf(t, m, "A"); !s.Ready || s.Err != nil || s.Delivered != 1 || len(in.Got()) != 1 || len(f.List()) != 0 {
+				t.Errorf("after Init succeeded: stats = %+v, delivered %d, failures %v", s, len(in.Got()), f.List())
 			}
 		})
 	}
@@ -789,7 +787,7 @@ func TestManagerShutdownAccountsForEveryEventEvenWhenCallsHang(t *testing.T) {
 	in := &stuck{Base: opentrack.Base{ID: "Stuck"}, release: make(chan struct{})}
 	defer close(in.release)
 	var f failures
-	m, err := opentrack.New(opentrack.Options{Integrations: []opentrack.Integration{in}, OnFailure: f.hook, Logger: quietLogger(),
+	m, err := opentrack.New(opentrack.Options{Integrations: []opentrack.Integration{in}, OnFailure: f.Add, Logger: quietLogger(),
 		Delivery: opentrack.Delivery{Workers: 2}})
 	if err != nil {
 		t.Fatal(err)
@@ -807,7 +805,7 @@ func TestManagerShutdownAccountsForEveryEventEvenWhenCallsHang(t *testing.T) {
 	}
 	// When Shutdown returns, every accepted event has been reported, though
 	// two calls are still stuck.
-	if got := len(f.get()); got != n {
+	if got := len(f.List()); got != n {
 		t.Errorf("OnFailure got %d events when Shutdown returned, want %d", got, n)
 	}
 	if s := m.Stats()[0]; s.Queued != 0 || s.Failed != n {
@@ -821,7 +819,7 @@ func TestManagerShutdownAccountsForEveryEventEvenWhenCallsHang(t *testing.T) {
 func TestManagerShutdownDoesNotCallIntegrationAfterDeadline(t *testing.T) {
 	slow := newBlocker("Slow")
 	var f failures
-	m, err := opentrack.New(opentrack.Options{Integrations: []opentrack.Integration{slow}, OnFailure: f.hook, Logger: quietLogger(),
+	m, err := opentrack.New(opentrack.Options{Integrations: []opentrack.Integration{slow}, OnFailure: f.Add, Logger: quietLogger(),
 		Delivery: opentrack.Delivery{Workers: 1}})
 	if err != nil {
 		t.Fatal(err)
@@ -838,8 +836,8 @@ func TestManagerShutdownDoesNotCallIntegrationAfterDeadline(t *testing.T) {
 	if n := len(slow.started); n != 0 {
 		t.Errorf("%d more calls started after the first, during a cancelled shutdown", n)
 	}
-	if len(f.get()) != 100 {
-		t.Errorf("OnFailure got %d, want 100", len(f.get()))
+	if len(f.List()) != 100 {
+		t.Errorf("OnFailure got %d, want 100", len(f.List()))
 	}
 }
 
@@ -881,13 +879,13 @@ func TestManagerHonoursMarksAroundBatchError(t *testing.T) {
 		return opentrack.Permanent(be)
 	}}
 	var f failures
-	m := newManager(t, opentrack.Options{Integrations: []opentrack.Integration{b}, OnFailure: f.hook, Delivery: opentrack.Delivery{Retry: fastRetry}})
+	m := newManager(t, opentrack.Options{Integrations: []opentrack.Integration{b}, OnFailure: f.Add, Delivery: opentrack.Delivery{Retry: fastRetry}})
 	if err := m.Enqueue(t.Context(), track("m1"), track("m2")); err != nil {
 		t.Fatal(err)
 	}
 	flush(t, m)
-	if calls.Load() != 1 || len(f.get()) != 1 || f.get()[0].Event.Fields().MessageID != "m1" {
-		t.Errorf("calls = %d, failures = %+v; want one call and m1 failed permanently", calls.Load(), f.get())
+	if calls.Load() != 1 || len(f.List()) != 1 || f.List()[0].Event.Fields().MessageID != "m1" {
+		t.Errorf("calls = %d, failures = %+v; want one call and m1 failed permanently", calls.Load(), f.List())
 	}
 }
 
@@ -912,7 +910,7 @@ func (p *panicky) Flush(context.Context) error {
 
 func TestManagerRecoversPanicsInHooks(t *testing.T) {
 	a := &panicky{recorder: newRecorder("A"), flushPanics: true}
-	a.recorder.fail = func(spec.Event, int) error { return opentrack.Permanent(errors.New("no")) }
+	a.recorder.Fail = func(spec.Event, int) error { return opentrack.Permanent(errors.New("no")) }
 	b := newRecorder("B")
 	var hookCalls atomic.Int64
 	m, err := opentrack.New(opentrack.Options{Integrations: []opentrack.Integration{a, b}, Logger: quietLogger(),
@@ -930,8 +928,8 @@ func TestManagerRecoversPanicsInHooks(t *testing.T) {
 	if hookCalls.Load() != 1 {
 		t.Errorf("OnFailure called %d times, want 1 (its panic recovered)", hookCalls.Load())
 	}
-	if a.closed != 1 || b.closed != 1 {
-		t.Errorf("closed A %d, B %d times; a panicking Flush must not stop the other Closes", a.closed, b.closed)
+	if a.Closed() != 1 || b.Closed() != 1 {
+		t.Errorf("closed A %d, B %d times; a panicking Flush must not stop the other Closes", a.Closed(), b.Closed())
 	}
 	if err := m.Flush(t.Context()); !errors.Is(err, opentrack.ErrClosed) {
 		t.Errorf("Flush after Shutdown = %v, want ErrClosed", err)
@@ -963,7 +961,7 @@ func TestManagerFlushSeesEventsEnqueuedConcurrently(t *testing.T) {
 
 func TestManagerOneRetryingEventHoldsOnePlaceOnly(t *testing.T) {
 	a := newRecorder("A")
-	a.fail = func(e spec.Event, _ int) error {
+	a.Fail = func(e spec.Event, _ int) error {
 		if e.Fields().MessageID == "stuck" {
 			return opentrack.RetryAfter(errTransient, time.Hour)
 		}

@@ -76,7 +76,7 @@ func TestHandlerMountedByRouters(t *testing.T) {
 				}
 			}
 			flush(t, m)
-			if got := len(rec.got()); got != 4 {
+			if got := len(rec.Got()); got != 4 {
 				t.Errorf("delivered %d events, want 4", got)
 			}
 		})

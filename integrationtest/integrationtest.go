@@ -22,13 +22,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/opentrackhq/opentrack"
+	"github.com/opentrackhq/opentrack/internal/testkit"
 	"github.com/opentrackhq/opentrack/spec"
 )
 
@@ -112,30 +111,13 @@ func Run(t *testing.T, h Harness) {
 	t.Run("CloseTwice", func(t *testing.T) { testCloseTwice(t, h) })
 }
 
-type failures struct {
-	mu   sync.Mutex
-	list []opentrack.Failure
-}
-
-func (f *failures) add(x opentrack.Failure) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.list = append(f.list, x)
-}
-
-func (f *failures) n() int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return len(f.list)
-}
-
 // manager runs in through a Manager with fast retries.
-func manager(t *testing.T, in opentrack.Integration, f *failures) *opentrack.Manager {
+func manager(t *testing.T, in opentrack.Integration, f *testkit.Failures) *opentrack.Manager {
 	t.Helper()
 	m, err := opentrack.New(opentrack.Options{
 		Integrations: []opentrack.Integration{in},
-		OnFailure:    f.add,
-		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
+		OnFailure:    f.Add,
+		Logger:       testkit.Quiet,
 		Delivery: opentrack.Delivery{
 			CallTimeout: 10 * time.Second,
 			Retry:       opentrack.RetryPolicy{InitialBackoff: time.Millisecond, MaxBackoff: 20 * time.Millisecond, MaxAttempts: 5},
@@ -297,15 +279,15 @@ func compare(t errorer, got []Record, want expectation) {
 }
 
 func testDeliversEveryCall(t *testing.T, h Harness) {
-	var f failures
+	var f testkit.Failures
 	m := manager(t, h.New(t), &f)
 	events := only(Events("every"), h.Types())
 	if err := m.Enqueue(t.Context(), events...); err != nil {
 		t.Fatal(err)
 	}
 	flush(t, m)
-	if f.n() != 0 {
-		t.Fatalf("%d events reported as failed: %+v", f.n(), f.list)
+	if len(f.List()) != 0 {
+		t.Fatalf("%d events reported as failed: %+v", len(f.List()), f.List())
 	}
 	checkReceived(t, h, expectation{}.expect(t, events...))
 	if s := m.Stats()[0]; s.Delivered != uint64(len(events)) {
@@ -332,7 +314,7 @@ func warmUp(t *testing.T, h Harness, m *opentrack.Manager) expectation {
 }
 
 func testRetriesTransient(t *testing.T, h Harness) {
-	var f failures
+	var f testkit.Failures
 	m := manager(t, h.New(t), &f)
 	want := warmUp(t, h, m)
 	if !h.FailNext(t, 2, false) {
@@ -343,8 +325,8 @@ func testRetriesTransient(t *testing.T, h Harness) {
 		t.Fatal(err)
 	}
 	flush(t, m)
-	if f.n() != 0 {
-		t.Fatalf("a transient failure was reported as final: %+v", f.list)
+	if len(f.List()) != 0 {
+		t.Fatalf("a transient failure was reported as final: %+v", f.List())
 	}
 	// Whether the integration retried by itself (as the BigQuery client
 	// does) or the Manager did, the event must land exactly once.
@@ -355,7 +337,7 @@ func testRetriesTransient(t *testing.T, h Harness) {
 }
 
 func testPermanent(t *testing.T, h Harness) {
-	var f failures
+	var f testkit.Failures
 	m := manager(t, h.New(t), &f)
 	want := warmUp(t, h, m)
 	if !h.FailNext(t, 1, true) {
@@ -366,13 +348,13 @@ func testPermanent(t *testing.T, h Harness) {
 		t.Fatal(err)
 	}
 	flush(t, m)
-	if f.n() != 1 {
-		t.Fatalf("failures reported = %d, want 1", f.n())
+	if len(f.List()) != 1 {
+		t.Fatalf("failures reported = %d, want 1", len(f.List()))
 	}
-	if !opentrack.IsPermanent(f.list[0].Err) || f.list[0].Attempts != 1 {
-		t.Errorf("failure = %+v, want a Permanent error after 1 attempt", f.list[0])
+	if !opentrack.IsPermanent(f.List()[0].Err) || f.List()[0].Attempts != 1 {
+		t.Errorf("failure = %+v, want a Permanent error after 1 attempt", f.List()[0])
 	}
-	if id := f.list[0].Event.Fields().MessageID; id != e[0].Fields().MessageID {
+	if id := f.List()[0].Event.Fields().MessageID; id != e[0].Fields().MessageID {
 		t.Errorf("failure reported for event %q, want %q", id, e[0].Fields().MessageID)
 	}
 	checkReceived(t, h, want) // the warm-up only
@@ -425,7 +407,7 @@ func testCancelled(t *testing.T, h Harness) {
 }
 
 func testConcurrent(t *testing.T, h Harness) {
-	var f failures
+	var f testkit.Failures
 	m := manager(t, h.New(t), &f)
 	want := expectation{}
 	var wg sync.WaitGroup
@@ -446,8 +428,8 @@ func testConcurrent(t *testing.T, h Harness) {
 	}
 	wg.Wait()
 	flush(t, m)
-	if f.n() != 0 {
-		t.Fatalf("%d events reported as failed", f.n())
+	if len(f.List()) != 0 {
+		t.Fatalf("%d events reported as failed", len(f.List()))
 	}
 	checkReceived(t, h, want)
 }
@@ -521,7 +503,7 @@ func testDoesNotRetain(t *testing.T, h Harness) {
 		checkReceived(t, h, want)
 	})
 	t.Run("Manager", func(t *testing.T) {
-		var f failures
+		var f testkit.Failures
 		m := manager(t, h.New(t), &f)
 		events := only(Events("retain"), types)
 		want := expectation{}.expect(t, events...)
@@ -538,8 +520,8 @@ func testDoesNotRetain(t *testing.T, h Harness) {
 		if err := m.Shutdown(ctx); err != nil {
 			t.Fatalf("Shutdown: %v", err)
 		}
-		if f.n() != 0 {
-			t.Fatalf("%d events reported as failed: %+v", f.n(), f.list)
+		if len(f.List()) != 0 {
+			t.Fatalf("%d events reported as failed: %+v", len(f.List()), f.List())
 		}
 		checkReceived(t, h, want)
 	})

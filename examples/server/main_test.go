@@ -27,7 +27,7 @@ func TestSIGTERMUnderLoadLosesNothing(t *testing.T) {
 	env := map[string]string{"PORT": "0", "OPENTRACK_FILE": path, "WRITE_KEY": "wk", "SHUTDOWN_TIMEOUT": "20s"}
 	ready := make(chan string, 1)
 	done := make(chan error, 1)
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	log := slog.New(slog.DiscardHandler)
 	go func() { done <- run(t.Context(), func(k string) string { return env[k] }, log, ready) }()
 	var addr string
 	select {

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"log/slog"
 	"slices"
 	"strings"
@@ -70,7 +69,7 @@ func TestWebhookEndToEnd(t *testing.T) {
 			ready := make(chan string, 1)
 			done := make(chan error, 1)
 			go func() {
-				done <- run(ctx, func(k string) string { return env[k] }, slog.New(slog.NewTextHandler(io.Discard, nil)), ready)
+				done <- run(ctx, func(k string) string { return env[k] }, slog.New(slog.DiscardHandler), ready)
 			}()
 			var addr string
 			select {

@@ -99,7 +99,7 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatalf("analytics-go: %d succeeded, %d failed (%v); want %d, 0", cb.ok, cb.fail, cb.errs, len(msgs))
 	}
 	flush(t, m)
-	if f := fails.get(); len(f) != 0 {
+	if f := fails.List(); len(f) != 0 {
 		t.Fatalf("%d failures, first: %v", len(f), f[0].Err)
 	}
 

@@ -7,32 +7,16 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/opentrackhq/opentrack"
 	"github.com/opentrackhq/opentrack/internal/fakecustomerio"
+	"github.com/opentrackhq/opentrack/internal/testkit"
 	"github.com/opentrackhq/opentrack/spec"
 )
 
-// failures collects what the Manager reports to OnFailure.
-type failures struct {
-	mu   sync.Mutex
-	list []opentrack.Failure
-}
-
-func (f *failures) add(x opentrack.Failure) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.list = append(f.list, x)
-}
-
-func (f *failures) get() []opentrack.Failure {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return append([]opentrack.Failure(nil), f.list...)
-}
+type failures = testkit.Failures
 
 // newManager runs in under a Manager with fast retries.
 func newManager(t *testing.T, in *Integration) (*opentrack.Manager, *failures) {
@@ -40,7 +24,7 @@ func newManager(t *testing.T, in *Integration) (*opentrack.Manager, *failures) {
 	f := &failures{}
 	m, err := opentrack.New(opentrack.Options{
 		Integrations: []opentrack.Integration{in},
-		OnFailure:    f.add,
+		OnFailure:    f.Add,
 		Logger:       slog.New(slog.DiscardHandler),
 		Delivery: opentrack.Delivery{Retry: opentrack.RetryPolicy{
 			InitialBackoff: time.Millisecond,
@@ -131,7 +115,7 @@ func TestRetriedUntilDelivered(t *testing.T) {
 	if st.Delivered != n || st.Retried != failing || st.Failed != 0 {
 		t.Errorf("stats delivered %d retried %d failed %d; want %d, %d, 0", st.Delivered, st.Retried, st.Failed, n, failing)
 	}
-	if f := fails.get(); len(f) != 0 {
+	if f := fails.List(); len(f) != 0 {
 		t.Errorf("failures reported: %v", f[0].Err)
 	}
 }
@@ -167,7 +151,7 @@ func TestBadRequestIsReported(t *testing.T) {
 				t.Fatal(err)
 			}
 			flush(t, m)
-			f := fails.get()
+			f := fails.List()
 			if len(f) != 1 {
 				t.Fatalf("%d failures reported, want 1", len(f))
 			}
@@ -195,7 +179,7 @@ func TestUndeliverableIsReported(t *testing.T) {
 		t.Fatal(err)
 	}
 	flush(t, m)
-	f := fails.get()
+	f := fails.List()
 	if len(f) != 1 || f[0].Attempts != 1 || !errors.Is(f[0].Err, ErrNotDeliverable) {
 		t.Fatalf("failures %+v, want one ErrNotDeliverable after 1 attempt", f)
 	}

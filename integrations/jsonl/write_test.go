@@ -136,7 +136,7 @@ func deliver(t *testing.T, in opentrack.Integration, events []spec.Event) (opent
 			defer mu.Unlock()
 			failures = append(failures, f)
 		},
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Logger: slog.New(slog.DiscardHandler),
 		Delivery: opentrack.Delivery{
 			Retry: opentrack.RetryPolicy{InitialBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond},
 		},

@@ -15,7 +15,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -25,27 +24,12 @@ import (
 	"github.com/opentrackhq/opentrack"
 	"github.com/opentrackhq/opentrack/integrations/webhook"
 	"github.com/opentrackhq/opentrack/integrationtest"
+	"github.com/opentrackhq/opentrack/internal/testkit"
 	"github.com/opentrackhq/opentrack/internal/webhooktest"
 	"github.com/opentrackhq/opentrack/spec"
 )
 
-// failures collects what a Manager reports to OnFailure.
-type failures struct {
-	mu   sync.Mutex
-	list []opentrack.Failure
-}
-
-func (f *failures) add(x opentrack.Failure) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.list = append(f.list, x)
-}
-
-func (f *failures) get() []opentrack.Failure {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return append([]opentrack.Failure(nil), f.list...)
-}
+type failures = testkit.Failures
 
 // newManager runs in through a Manager with fast retries.
 func newManager(t *testing.T, in opentrack.Integration) (*opentrack.Manager, *failures) {
@@ -53,7 +37,7 @@ func newManager(t *testing.T, in opentrack.Integration) (*opentrack.Manager, *fa
 	f := &failures{}
 	m, err := opentrack.New(opentrack.Options{
 		Integrations: []opentrack.Integration{in},
-		OnFailure:    f.add,
+		OnFailure:    f.Add,
 		Logger:       slog.New(slog.DiscardHandler),
 		Delivery: opentrack.Delivery{
 			Retry: opentrack.RetryPolicy{InitialBackoff: time.Millisecond, MaxBackoff: 10 * time.Millisecond, MaxAttempts: 5},
@@ -407,8 +391,8 @@ func TestRetriedUntilDelivered(t *testing.T) {
 			m, f := newManager(t, newWebhook(t, recv.URL(), &webhook.Options{Secret: segmentSecret, BatchSize: batch}))
 			recv.FailNext(1, webhooktest.Response{Status: http.StatusServiceUnavailable})
 			deliver(t, m, decoded(t, "retry-1"))
-			if len(f.get()) != 0 {
-				t.Fatalf("failures: %+v", f.get())
+			if len(f.List()) != 0 {
+				t.Fatalf("failures: %+v", f.List())
 			}
 			got := recv.Received()
 			if len(got) != 2 || got[0].Status != 503 || got[1].Status != 200 {
@@ -433,8 +417,8 @@ func TestRetryAfterHonoured(t *testing.T) {
 	m, f := newManager(t, newWebhook(t, recv.URL(), nil))
 	recv.FailNext(1, webhooktest.Response{Status: http.StatusTooManyRequests, Header: http.Header{"Retry-After": {"1"}}})
 	deliver(t, m, decoded(t, "ra-1"))
-	if len(f.get()) != 0 {
-		t.Fatalf("failures: %+v", f.get())
+	if len(f.List()) != 0 {
+		t.Fatalf("failures: %+v", f.List())
 	}
 	got := recv.Received()
 	if len(got) != 2 || got[0].Status != 429 || got[1].Status != 200 {
@@ -471,7 +455,7 @@ func TestClientErrorIsPermanent(t *testing.T) {
 				events = integrationtest.Events("bad")
 			}
 			deliver(t, m, events...)
-			fs := f.get()
+			fs := f.List()
 			if len(fs) != len(events) {
 				t.Fatalf("%d failures, want %d", len(fs), len(events))
 			}
@@ -513,8 +497,8 @@ func TestHangingReceiverTimesOut(t *testing.T) {
 	m, f := newManager(t, in)
 	recv.FailNext(1, webhooktest.Response{Status: 200, Delay: time.Minute})
 	deliver(t, m, decoded(t, "hang-1"))
-	if len(f.get()) != 0 {
-		t.Fatalf("failures: %+v", f.get())
+	if len(f.List()) != 0 {
+		t.Fatalf("failures: %+v", f.List())
 	}
 	if s := m.Stats()[0]; s.Delivered != 1 || s.Retried != 1 {
 		t.Errorf("Delivered %d, Retried %d; want 1, 1", s.Delivered, s.Retried)
