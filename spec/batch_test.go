@@ -33,8 +33,8 @@ func TestDecodeBatchSDKPayloads(t *testing.T) {
 			if err != nil {
 				t.Fatalf("DecodeBatch: %v", err)
 			}
-			if len(b.Batch) != tt.items {
-				t.Fatalf("len(Batch) = %d, want %d", len(b.Batch), tt.items)
+			if len(b.Items) != tt.items {
+				t.Fatalf("len(Items) = %d, want %d", len(b.Items), tt.items)
 			}
 			if b.WriteKey != tt.writeKey {
 				t.Errorf("WriteKey = %q, want %q", b.WriteKey, tt.writeKey)
@@ -44,7 +44,7 @@ func TestDecodeBatchSDKPayloads(t *testing.T) {
 				t.Errorf("Context = %#v, want %#v", b.Context, tt.context)
 			}
 			received := mustTime("2026-11-26T09:50:00Z")
-			for i, raw := range b.Batch {
+			for i, raw := range b.Items {
 				e, err := Decode(raw, "")
 				if err != nil {
 					t.Fatalf("item %d: %v", i, err)
@@ -114,8 +114,8 @@ func TestDecodeBatchEnvelope(t *testing.T) {
 			} else {
 				assertFieldRules(t, err, tt.want...)
 			}
-			if len(b.Batch) != tt.items {
-				t.Errorf("len(Batch) = %d, want %d", len(b.Batch), tt.items)
+			if len(b.Items) != tt.items {
+				t.Errorf("len(Items) = %d, want %d", len(b.Items), tt.items)
 			}
 			if b.WriteKey != tt.writeKey {
 				t.Errorf("WriteKey = %q, want %q", b.WriteKey, tt.writeKey)
@@ -131,12 +131,12 @@ func TestDecodeBatchItemsAreTheInputsBytes(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{`{"type":"identify","userId":"u\"}"}`, `7`, `"s"`, `[1,[2]]`}
-	if len(b.Batch) != len(want) {
-		t.Fatalf("items = %q, want %q", b.Batch, want)
+	if len(b.Items) != len(want) {
+		t.Fatalf("items = %q, want %q", b.Items, want)
 	}
 	for i, w := range want {
-		if string(b.Batch[i]) != w {
-			t.Errorf("item %d = %q, want %q", i, b.Batch[i], w)
+		if string(b.Items[i]) != w {
+			t.Errorf("item %d = %q, want %q", i, b.Items[i], w)
 		}
 	}
 	if b.WriteKey != "k" || b.Context == nil {
@@ -144,8 +144,8 @@ func TestDecodeBatchItemsAreTheInputsBytes(t *testing.T) {
 	}
 	// The items are sub-slices of data, as documented: no copy is made.
 	data[bytes.Index(data, []byte(`"type"`))+2] = 'T'
-	if !bytes.Contains(b.Batch[0], []byte(`"tTpe"`)) {
-		t.Errorf("Batch[0] = %q does not share the input's bytes", b.Batch[0])
+	if !bytes.Contains(b.Items[0], []byte(`"tTpe"`)) {
+		t.Errorf("Items[0] = %q does not share the input's bytes", b.Items[0])
 	}
 }
 
@@ -227,14 +227,16 @@ func TestMerge(t *testing.T) {
 }
 
 // TestMergeDoesNotMutateBatch checks that the batch-level maps, shared by
-// every item, are left as they were by Merge and by Enrich adding
-// context.ip, and that one item's changes do not reach another item.
+// the items that inherit them, are left as they were by Merge and by Enrich
+// adding context.ip, that one item's ip does not reach another item, and
+// that items without maps of their own share the batch's.
 func TestMergeDoesNotMutateBatch(t *testing.T) {
 	body := `{"batch":[
 		{"type":"track","userId":"u1","event":"A"},
 		{"type":"track","userId":"u2","event":"B","context":{"locale":"de-DE"}},
 		{"type":"track","userId":"u3","event":"C","integrations":{"BigQuery":false}},
-		{"type":"track","userId":"u4","event":"D","context":{"ip":"10.0.0.4"}}
+		{"type":"track","userId":"u4","event":"D","context":{"ip":"10.0.0.4"}},
+		{"type":"track","userId":"u5","event":"E","context":{}}
 	],
 	"context":{"library":{"name":"analytics-go","version":"3.0.0"},"locale":"en-US"},
 	"integrations":{"All":true,"BigQuery":true}}`
@@ -253,7 +255,7 @@ func TestMergeDoesNotMutateBatch(t *testing.T) {
 
 	received := time.Now()
 	var events []Event
-	for i, raw := range b.Batch {
+	for i, raw := range b.Items {
 		e, err := Decode(raw, "")
 		if err != nil {
 			t.Fatal(err)
@@ -261,7 +263,6 @@ func TestMergeDoesNotMutateBatch(t *testing.T) {
 		b.Merge(e)
 		// A distinct ip per item shows whether items share a context map.
 		Enrich(e, received, "192.0.2."+string(rune('1'+i)))
-		e.Fields().Integrations["Touched"] = i
 		events = append(events, e)
 	}
 
@@ -271,9 +272,9 @@ func TestMergeDoesNotMutateBatch(t *testing.T) {
 	if _, ok := b.Context["ip"]; ok {
 		t.Errorf("Enrich set ip on the batch-level context: %v", b.Context)
 	}
-	wantIP := []string{"192.0.2.1", "192.0.2.2", "192.0.2.3", "10.0.0.4"}
-	wantLocale := []string{"en-US", "de-DE", "en-US", "en-US"}
-	wantBigQuery := []bool{true, true, false, true}
+	wantIP := []string{"192.0.2.1", "192.0.2.2", "192.0.2.3", "10.0.0.4", "192.0.2.5"}
+	wantLocale := []string{"en-US", "de-DE", "en-US", "en-US", "en-US"}
+	wantBigQuery := []bool{true, true, false, true, true}
 	for i, e := range events {
 		c := e.Fields()
 		if c.Context["ip"] != wantIP[i] {
@@ -282,8 +283,69 @@ func TestMergeDoesNotMutateBatch(t *testing.T) {
 		if c.Context["locale"] != wantLocale[i] {
 			t.Errorf("item %d: context.locale = %v, want %s", i, c.Context["locale"], wantLocale[i])
 		}
-		if c.Integrations["BigQuery"] != wantBigQuery[i] || c.Integrations["Touched"] != i {
+		if c.Integrations["BigQuery"] != wantBigQuery[i] {
 			t.Errorf("item %d: integrations = %v", i, c.Integrations)
 		}
 	}
+	// Items without integrations of their own hold the batch's map itself.
+	for _, i := range []int{0, 1, 3, 4} {
+		if !sameMap(events[i].Fields().Integrations, b.Integrations) {
+			t.Errorf("item %d: integrations are a copy, want the batch's map shared", i)
+		}
+	}
+	if sameMap(events[2].Fields().Integrations, b.Integrations) {
+		t.Errorf("item 2 has integrations of its own, yet holds the batch's map")
+	}
+}
+
+// TestBatchEnrichSharesTheContext checks Batch.Enrich: once the batch-level
+// context holds the ip, items without a context of their own share it
+// through Enrich too, and the map the batch had before is left alone.
+func TestBatchEnrichSharesTheContext(t *testing.T) {
+	b, err := DecodeBatch([]byte(`{"batch":[
+		{"type":"track","userId":"u1","event":"A"},
+		{"type":"track","userId":"u2","event":"B","context":{"ip":null}},
+		{"type":"track","userId":"u3","event":"C","context":{"ip":"10.0.0.3"}}],
+		"context":{"locale":"en-US"}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := b.Context
+	b.Enrich("203.0.113.9")
+	if _, ok := old["ip"]; ok {
+		t.Errorf("Batch.Enrich wrote into the batch's previous context: %v", old)
+	}
+	if b.Context["ip"] != "203.0.113.9" || b.Context["locale"] != "en-US" {
+		t.Errorf("batch context = %v", b.Context)
+	}
+	var events []Event
+	for _, raw := range b.Items {
+		e := mustDecode(t, string(raw), "")
+		b.Merge(e)
+		Enrich(e, time.Now(), "203.0.113.9")
+		events = append(events, e)
+	}
+	if !sameMap(events[0].Fields().Context, b.Context) {
+		t.Error("item 0 has no context of its own, yet Enrich gave it a copy")
+	}
+	for i, want := range []string{"203.0.113.9", "203.0.113.9", "10.0.0.3"} {
+		if got := events[i].Fields().Context["ip"]; got != want {
+			t.Errorf("item %d: context.ip = %v, want %s", i, got, want)
+		}
+	}
+	if len(b.Context) != 2 || len(old) != 1 {
+		t.Errorf("batch context %v, previous %v: an item's Enrich wrote into one", b.Context, old)
+	}
+	// An empty ip, or a batch context that has one, changes nothing.
+	ctx := b.Context
+	b.Enrich("198.51.100.1")
+	b.Enrich("")
+	if !sameMap(ctx, b.Context) || b.Context["ip"] != "203.0.113.9" {
+		t.Errorf("a second Batch.Enrich replaced the context: %v", b.Context)
+	}
+}
+
+// sameMap reports whether a and b are the same map, not merely equal ones.
+func sameMap(a, b map[string]any) bool {
+	return a != nil && reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer()
 }

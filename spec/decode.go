@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"time"
 )
 
@@ -20,39 +21,77 @@ var ErrNotObject = errors.New("spec: body is not a JSON object")
 // decides. Numbers inside properties, traits, context and Extra are decoded
 // as [json.Number], so they keep every digit.
 //
-// Decode checks JSON types only. A field of the wrong type is reported in a
-// [*ValidationError], returned with the event as far as it could be read;
+// Decode checks JSON types, text and nesting only. A field of the wrong type,
+// a string that is not UTF-8 (rule "utf8") or a value nested deeper than
+// [MaxDepth] (rule "depth") is reported in a [*ValidationError], returned
+// with the event as far as it could be read (a value too deep is not read);
 // call the event's Validate method for the call's rules.
 // Malformed JSON yields an error wrapping [ErrNotObject] or the json error.
 func Decode(data []byte, typ Type) (Event, error) {
-	fields, err := objectFields(data)
-	if err != nil {
+	data = bytes.Trim(data, jsonSpace)
+	if len(data) == 0 || data[0] != '{' {
+		return nil, ErrNotObject
+	}
+	var buf [24]member
+	sc := scanObject(data, 1, "", buf[:0])
+	var fields map[string]any
+	var err error
+	if sc.depth != nil {
+		// Decode the members that are not too deep, one by one, so that
+		// the caller can still read type and writeKey.
+		if !json.Valid(data) {
+			_, err = objectFields(data)
+			return nil, err
+		}
+		fields = shallowFields(sc.members)
+	} else if fields, err = objectFields(data); err != nil {
 		return nil, err
 	}
-	e, err := fromFields(fields, typ)
+	e, d := fromFields(fields, typ, sc.members)
+	d.errs = append(d.errs, sc.fail()...)
 	if e != nil {
-		e.Fields().size = len(data)
+		c := e.Fields()
+		c.size = len(data)
+		c.mem += costEvent
 	}
-	return e, err
+	return e, d.result()
 }
 
-// fromFields builds an event from a decoded JSON object; see Decode.
-func fromFields(fields map[string]any, typ Type) (Event, error) {
+// shallowFields decodes the members that are not too deep.
+func shallowFields(members []member) map[string]any {
+	fields := make(map[string]any, len(members))
 	var d decoder
+	for _, m := range members {
+		if m.deep {
+			continue
+		}
+		if v, ok := d.rawValue(m.value, ""); ok {
+			fields[unquoteKey(m.key)] = v
+		}
+	}
+	return fields
+}
+
+// fromFields builds an event from a decoded JSON object and its members as
+// scanned (for the fields kept as written, and the memory estimate).
+func fromFields(fields map[string]any, typ Type, members []member) (Event, *decoder) {
+	d := &decoder{}
 	if typ == "" {
 		if v, ok := fields["type"]; ok {
 			typ = Type(d.str(v, "type"))
 		}
 		if d.errs != nil {
-			return nil, d.result()
+			return nil, d
 		}
 		if typ == "" {
-			return nil, &ValidationError{Fields: []FieldError{{Field: "type", Rule: "required", Message: "cannot be blank"}}}
+			d.add("type", "required", "cannot be blank")
+			return nil, d
 		}
 	}
-	e := New(typ)
+	e := newEvent(typ)
 	if e == nil {
-		return nil, &ValidationError{Fields: []FieldError{{Field: "type", Rule: "in", Message: fmt.Sprintf("must be one of track, identify, page, screen, group, alias; got %q", typ)}}}
+		d.add("type", "in", fmt.Sprintf("must be one of track, identify, page, screen, group, alias; got %q", typ))
+		return nil, d
 	}
 	c := e.Fields()
 	for k, v := range fields {
@@ -64,77 +103,155 @@ func fromFields(fields map[string]any, typ Type) (Event, error) {
 			switch k {
 			case "event":
 				ev.Event = d.str(v, k)
-				continue
 			case "properties":
 				ev.Properties = d.object(v, k)
-				continue
 			}
 		case *Identify:
 			if k == "traits" {
 				ev.Traits = d.object(v, k)
-				continue
 			}
 		case *Page:
-			if d.view(&ev.Name, &ev.Category, &ev.Properties, k, v) {
-				continue
-			}
+			d.view(&ev.Name, &ev.Category, &ev.Properties, k, v)
 		case *Screen:
-			if d.view(&ev.Name, &ev.Category, &ev.Properties, k, v) {
-				continue
-			}
+			d.view(&ev.Name, &ev.Category, &ev.Properties, k, v)
 		case *Group:
 			switch k {
 			case "groupId":
 				ev.GroupID = d.id(v, k)
-				continue
 			case "traits":
 				ev.Traits = d.object(v, k)
-				continue
 			}
 		case *Alias:
 			if k == "previousId" {
 				ev.PreviousID = d.id(v, k)
-				continue
 			}
 		}
-		raw, err := json.Marshal(v)
-		if err != nil {
-			d.add(k, "type", "must be valid JSON")
+	}
+	// Unknown fields are kept as written (without insignificant spaces):
+	// reading them cost nothing beyond the bytes, and writing them back
+	// cannot differ from what the sender sent.
+	extra := 0
+	for _, m := range members {
+		inner := m.key[1 : len(m.key)-1]
+		var k string
+		if bytes.IndexByte(inner, '\\') >= 0 {
+			k = unquoteKey(m.key) // rare: a key spelled with escapes
+			if known(typ, k) {
+				c.mem += memberCost(k, m)
+				continue
+			}
+		} else if known(typ, string(inner)) {
+			c.mem += memberCost(string(inner), m)
+			continue
+		} else {
+			k = string(inner)
+		}
+		if m.deep {
 			continue
 		}
 		if c.Extra == nil {
 			c.Extra = make(map[string][]byte)
 		}
-		c.Extra[k] = raw
+		c.Extra[k] = appendCompact(make([]byte, 0, len(m.value)), m.value)
+		c.mem += costBytes(len(k)) + costBytes(len(m.value))
+		extra++
 	}
-	if d.errs != nil {
-		return e, d.result()
+	c.mem += costExtra(extra)
+	for _, t := range [...]time.Time{c.Timestamp, c.OriginalTimestamp, c.SentAt} {
+		c.mem += locationCost(t)
 	}
-	return e, nil
+	return e, d
+}
+
+// memberCost is the heap estimate of a known member once decoded.
+func memberCost(k string, m member) int {
+	switch k {
+	case "type", "receivedAt", "timestamp", "originalTimestamp", "sentAt":
+		return 0 // a constant, a time (see locationCost), or not kept
+	case "context", "integrations", "properties", "traits", "version":
+		return m.mem
+	}
+	// A string field holds the text without the interface that boxed it.
+	return max(0, m.mem-16)
+}
+
+// locationCost is the heap of t's zone: time.Parse shares one *Location for
+// UTC and for each whole hour from -12 to +14, and allocates one for any
+// other offset.
+func locationCost(t time.Time) int {
+	if t.IsZero() {
+		return 0
+	}
+	if _, off := t.Zone(); off%3600 != 0 || off < -12*3600 || off > 14*3600 {
+		return costLocation
+	}
+	return 0
+}
+
+// known reports whether k is a field of Common or of events of type t,
+// which MarshalJSON writes itself.
+func known(t Type, k string) bool {
+	if knownFields[k] {
+		return true
+	}
+	switch t {
+	case TypeTrack:
+		return k == "event" || k == "properties"
+	case TypeIdentify:
+		return k == "traits"
+	case TypePage, TypeScreen:
+		return k == "name" || k == "category" || k == "properties"
+	case TypeGroup:
+		return k == "groupId" || k == "traits"
+	case TypeAlias:
+		return k == "previousId"
+	}
+	return false
 }
 
 // Batch is the envelope of a /v1/batch (or /v1/import) request.
+//
+// The batch-level fields are measured as DecodeBatch reads them; replace
+// Context or Integrations and [Batch.MergedSize] no longer counts them
+// right.
 type Batch struct {
-	// Batch holds the events, still as raw JSON; decode each with [Decode].
+	// Items holds the events, still as raw JSON; decode each with [Decode].
 	// The items are sub-slices of the data given to DecodeBatch.
-	Batch []json.RawMessage
+	Items []json.RawMessage
 	// WriteKey is the write key given in the body, if any.
 	WriteKey string
 	// SentAt is the batch-level sentAt, applied to items that have none.
 	SentAt time.Time
 	// Context is the batch-level context, merged under each item's own.
+	// Events that have no context of their own share this map after Merge.
 	Context map[string]any
 	// Integrations is the batch-level integrations object, merged under
-	// each item's own.
+	// each item's own, and shared like Context.
 	Integrations map[string]any
+
+	measured   bool
+	sentAtSize int
+	context    batchField
+	ints       batchField
+}
+
+// batchField is what MergedSize and Merge need to know of a batch-level
+// context or integrations object.
+type batchField struct {
+	whole   int            // bytes of the member as written, comma included
+	entries int            // bytes of its members as written, commas included
+	keys    map[string]int // bytes of one member of each key
+	mem     int            // heap estimate of the decoded map
 }
 
 // DecodeBatch parses the envelope of a batch request. Its keys ("batch",
 // "writeKey", "sentAt", "context", "integrations") are matched exactly, as
 // an event's are. A missing or non-array
 // "batch" field, or a batch-level field of the wrong type, is a
-// [*ValidationError]; the envelope is then returned too, with the fields that
-// could be read (so a caller can still check its writeKey).
+// [*ValidationError]; so is a batch-level context or integrations object
+// that an event could not hold (nested deeper than [MaxDepth], or not
+// UTF-8). The envelope is then returned too, with the fields that could be
+// read (so a caller can still check its writeKey).
 func DecodeBatch(data []byte) (*Batch, error) {
 	data = bytes.Trim(data, jsonSpace)
 	if len(data) == 0 || data[0] != '{' {
@@ -160,59 +277,216 @@ func DecodeBatch(data []byte) (*Batch, error) {
 		}
 	})
 	var d decoder
-	b := &Batch{}
+	b := &Batch{measured: true}
 	switch {
 	case len(env.batch) == 0 || isNull(env.batch):
 		d.add("batch", "required", "cannot be blank")
 	case env.batch[0] != '[':
 		d.add("batch", "type", "must be an array of events")
 	default:
-		b.Batch = elements(env.batch)
+		b.Items = elements(env.batch)
 	}
 	if v, ok := d.rawValue(env.writeKey, "writeKey"); ok {
 		b.WriteKey = d.str(v, "writeKey")
 	}
 	if v, ok := d.rawValue(env.sentAt, "sentAt"); ok {
 		b.SentAt = d.time(v, "sentAt")
+		if !b.SentAt.IsZero() {
+			b.sentAtSize = len(`"sentAt":,`) + len(env.sentAt)
+		}
 	}
-	if v, ok := d.rawValue(env.context, "context"); ok {
-		b.Context = d.object(v, "context")
-	}
-	if v, ok := d.rawValue(env.integrations, "integrations"); ok {
-		b.Integrations = d.object(v, "integrations")
-	}
+	b.Context = d.batchObject(env.context, "context", &b.context)
+	b.Integrations = d.batchObject(env.integrations, "integrations", &b.ints)
 	if d.errs != nil {
 		return b, d.result()
 	}
 	return b, nil
 }
 
+// batchObject decodes and measures the batch-level object raw, named name.
+func (d *decoder) batchObject(raw []byte, name string, f *batchField) map[string]any {
+	if len(raw) == 0 || isNull(raw) {
+		return nil
+	}
+	if raw[0] != '{' {
+		d.add(name, "type", "must be an object")
+		return nil
+	}
+	// The object sits at level 2 of each event that inherits it.
+	sc := scanObject(raw, 2, name, nil)
+	if fail := sc.fail(); fail != nil {
+		d.errs = append(d.errs, fail...)
+		return nil
+	}
+	v, ok := d.rawValue(raw, name)
+	if !ok {
+		return nil
+	}
+	m := d.object(v, name)
+	if len(m) == 0 {
+		return m
+	}
+	f.whole = len(`"":,`) + len(name) + len(raw)
+	f.keys = make(map[string]int, len(m))
+	for _, mb := range sc.members {
+		n := len(mb.key) + len(":,") + len(mb.value)
+		f.entries += n
+		f.keys[unquoteKey(mb.key)] = n
+	}
+	f.mem = sc.mem
+	return m
+}
+
+// MergedSize returns the size in bytes of e once [Batch.Merge] has applied
+// the batch-level sentAt, context and integrations: the JSON e was decoded
+// from, plus the batch-level members it inherits, each counted as written
+// in the request. The request limits apply to it as they apply to the
+// JSON of a single event, so that a batch-level field costs what the same
+// field written into each item would: check it against the limit of one
+// event, and the sum over a batch against [MaxMergedBatchBytes], before
+// Merge.
+//
+// It is at least the length of the merged event written as compact JSON,
+// each key and value spelled as in the request. MarshalJSON may write more
+// than that: it escapes <, >, & (6 bytes each), U+2028 and U+2029 as
+// encoding/json does, and quotes numeric ids.
+//
+// MergedSize costs O(1), or O(keys) of e's own context and integrations
+// when the batch has such fields too; it reads e and b and changes neither.
+// For an event already merged it returns the size Merge recorded.
+func (b *Batch) MergedSize(e Event) int {
+	c := e.Fields()
+	if c.merged {
+		return c.size
+	}
+	ctx, ints, sentAt := b.measure()
+	n := c.size
+	if c.SentAt.IsZero() && !b.SentAt.IsZero() {
+		n += sentAt
+	}
+	return n + ctx.inherited(c.Context) + ints.inherited(c.Integrations)
+}
+
+// inherited returns the bytes that merging f under own adds.
+func (f *batchField) inherited(own map[string]any) int {
+	if f.whole == 0 {
+		return 0
+	}
+	if len(own) == 0 {
+		return f.whole
+	}
+	n := f.entries
+	for k := range own {
+		n -= f.keys[k]
+	}
+	return n
+}
+
+// measure returns the measures of the batch-level fields: those DecodeBatch
+// took, or for a Batch built in Go, measures taken now by encoding them.
+func (b *Batch) measure() (ctx, ints *batchField, sentAt int) {
+	if b.measured {
+		return &b.context, &b.ints, b.sentAtSize
+	}
+	c, i := measureMap("context", b.Context), measureMap("integrations", b.Integrations)
+	if !b.SentAt.IsZero() {
+		sentAt = len(`"sentAt":"",`) + len(b.SentAt.Format(time.RFC3339Nano))
+	}
+	return &c, &i, sentAt
+}
+
+// measureMap measures a batch-level map built in Go by encoding it.
+func measureMap(name string, m map[string]any) batchField {
+	if len(m) == 0 {
+		return batchField{}
+	}
+	f := batchField{keys: make(map[string]int, len(m)), mem: memOf(m)}
+	for k, v := range m {
+		w := writer{depth: 1}
+		w.b = appendString(w.b, k)
+		w.value(v)
+		n := len(w.b) + len(":,")
+		f.keys[k] = n
+		f.entries += n
+	}
+	f.whole = len(`"":{},`) + len(name) + f.entries
+	return f
+}
+
 // Merge applies the batch-level sentAt, context and integrations to e, as
 // Segment does: the item's own values win, key by key for context and
-// integrations.
+// integrations. Merge does nothing to an event it has already merged.
+//
+// An event without a context (or integrations) of its own is given the
+// batch's map itself, shared with the Batch and the other events: a batch
+// costs its context once, however many events inherit it. Treat these maps
+// as read-only, as every integration must treat events; [Enrich] copies a
+// shared context before it adds context.ip (and [Batch.Enrich] saves that
+// copy). An event with a context of its own gets a new map holding both,
+// which costs O(batch context): check [Batch.MergedSize] first and refuse
+// events over the limit, so that the copy stays small.
 func (b *Batch) Merge(e Event) {
 	c := e.Fields()
+	if c.merged {
+		return
+	}
+	ctx, ints, _ := b.measure()
+	size := b.MergedSize(e)
 	if c.SentAt.IsZero() {
 		c.SentAt = b.SentAt
 	}
-	c.Context = mergeUnder(c.Context, b.Context)
-	c.Integrations = mergeUnder(c.Integrations, b.Integrations)
+	var mem int
+	var shared bool
+	if c.Context, shared, mem = mergeUnder(c.Context, b.Context, ctx.mem); shared {
+		c.shared |= sharedContext
+	}
+	if c.mem > 0 {
+		c.mem += mem
+	}
+	if c.Integrations, shared, mem = mergeUnder(c.Integrations, b.Integrations, ints.mem); shared {
+		c.shared |= sharedIntegrations
+	}
+	if c.mem > 0 {
+		c.mem += mem
+	}
+	c.size = size
+	c.merged = true
 }
 
-// mergeUnder returns own with the keys of base that own lacks. It does not
-// modify base, which is shared by every item of a batch.
-func mergeUnder(own, base map[string]any) map[string]any {
+// Enrich does for the batch-level context what [Enrich] does for an event's:
+// it sets context.ip to ip when the context has none (or null) and ip is not
+// empty. Call it before merging the items: the events that share the batch's
+// context then hold the address already, and Enrich need not give each of
+// them a copy of the batch's context to add it. Enrich replaces Context with
+// a new map, so events merged before keep the one they share.
+func (b *Batch) Enrich(ip string) {
+	if ip == "" {
+		return
+	}
+	if v, ok := b.Context["ip"]; ok && v != nil {
+		return
+	}
+	ctx := make(map[string]any, len(b.Context)+1)
+	maps.Copy(ctx, b.Context)
+	ctx["ip"] = ip
+	b.Context = ctx
+	b.context.mem += costObject(len(ctx)) + costBytes(len("ip")) + costString(len(ip))
+}
+
+// mergeUnder returns own with the keys of base that own lacks, whether it is
+// base itself (shared), and the heap it adds to the event (baseMem being
+// base's). It never modifies own or base.
+func mergeUnder(own, base map[string]any, baseMem int) (map[string]any, bool, int) {
 	if len(base) == 0 {
-		return own
+		return own, false, 0
+	}
+	if len(own) == 0 {
+		return base, true, baseMem
 	}
 	out := make(map[string]any, len(own)+len(base))
-	for k, v := range base {
-		out[k] = v
-	}
-	for k, v := range own {
-		out[k] = v
-	}
-	return out
+	maps.Copy(out, base)
+	maps.Copy(out, own)
+	return out, false, baseMem + costObject(len(out))
 }
 
 // jsonSpace is the whitespace JSON allows around a value.
@@ -359,7 +633,7 @@ func (d *decoder) time(v any, field string) time.Time {
 	case nil:
 		return time.Time{}
 	case string:
-		t, err := ParseTime(v)
+		t, err := parseTime(v)
 		if err != nil {
 			d.add(field, "format", "must be an RFC 3339 timestamp")
 		}
@@ -387,10 +661,10 @@ var timeLayouts = []string{
 	"2006-01-02T15:04:05.999999999Z0700",
 }
 
-// ParseTime parses a timestamp as Segment SDKs send it: RFC 3339 with any
+// parseTime parses a timestamp as Segment SDKs send it: RFC 3339 with any
 // offset and any number of fractional digits, or the same with a colon-less
 // offset ("+0000"). The result keeps the sender's offset.
-func ParseTime(s string) (time.Time, error) {
+func parseTime(s string) (time.Time, error) {
 	var err error
 	for _, layout := range timeLayouts {
 		var t time.Time

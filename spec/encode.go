@@ -77,18 +77,17 @@ func (a *Alias) MarshalJSON() ([]byte, error) {
 
 // writer appends one JSON object; the first error sticks.
 type writer struct {
-	b     []byte
-	err   error
+	b   []byte
+	err error
+	// depth is the nesting level being written, the event's own object
+	// being level 1. Beyond MaxDepth, which Decode refuses too, writing
+	// fails: a map that contains itself is an error, not a stack overflow.
 	depth int
 }
 
-// maxDepth bounds nesting, as encoding/json's cycle check does: a map that
-// contains itself is an error, not a stack overflow.
-const maxDepth = 1000
-
 // newWriter starts the object with the fields of c, in Common's field order.
 func newWriter(c *Common) *writer {
-	w := &writer{b: make([]byte, 0, 512+c.size)}
+	w := &writer{b: make([]byte, 0, 512+c.size), depth: 1}
 	w.b = append(w.b, '{')
 	w.str("type", string(c.Type), false)
 	w.str("messageId", c.MessageID, true)
@@ -203,8 +202,8 @@ func (w *writer) value(v any) {
 	case float64:
 		w.b = appendFloat(w.b, v, w)
 	case map[string]any:
-		if w.depth++; w.depth > maxDepth {
-			w.fail(errors.New("spec: value nested too deep, or a cycle"))
+		if w.depth++; w.depth > MaxDepth {
+			w.fail(errTooDeep)
 			return
 		}
 		defer func() { w.depth-- }()
@@ -228,8 +227,8 @@ func (w *writer) value(v any) {
 		}
 		w.b = append(w.b, '}')
 	case []any:
-		if w.depth++; w.depth > maxDepth {
-			w.fail(errors.New("spec: value nested too deep, or a cycle"))
+		if w.depth++; w.depth > MaxDepth {
+			w.fail(errTooDeep)
 			return
 		}
 		defer func() { w.depth-- }()
@@ -254,6 +253,8 @@ func (w *writer) value(v any) {
 		w.b = append(w.b, b...)
 	}
 }
+
+var errTooDeep = fmt.Errorf("spec: value nested more than %d levels deep, or a cycle", MaxDepth)
 
 // isNumber reports whether s is a JSON number and nothing else.
 func isNumber(s string) bool {

@@ -163,12 +163,12 @@ func FuzzDecodeBatch(f *testing.F) {
 		if json.Unmarshal(data, &m) == nil {
 			var items []json.RawMessage
 			if json.Unmarshal(m["batch"], &items) == nil && len(m["batch"]) > 0 && m["batch"][0] == '[' {
-				if len(items) != len(b.Batch) {
-					t.Fatalf("batch cut into %d items, encoding/json finds %d", len(b.Batch), len(items))
+				if len(items) != len(b.Items) {
+					t.Fatalf("batch cut into %d items, encoding/json finds %d", len(b.Items), len(items))
 				}
 				for i := range items {
-					if !bytes.Equal(items[i], b.Batch[i]) {
-						t.Fatalf("item %d = %q, encoding/json finds %q", i, b.Batch[i], items[i])
+					if !bytes.Equal(items[i], b.Items[i]) {
+						t.Fatalf("item %d = %q, encoding/json finds %q", i, b.Items[i], items[i])
 					}
 				}
 			}
@@ -177,7 +177,7 @@ func FuzzDecodeBatch(f *testing.F) {
 		if err != nil {
 			t.Fatalf("batch maps cannot be marshalled: %v", err)
 		}
-		for _, raw := range b.Batch {
+		for _, raw := range b.Items {
 			e, err := Decode(raw, "")
 			if err != nil {
 				continue

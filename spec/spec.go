@@ -17,6 +17,29 @@
 //     back out by MarshalJSON, so nothing a sender adds is stripped;
 //   - a known field with the wrong JSON type (a string for properties, an
 //     object for userId, ...) is a [*ValidationError] that names the field.
+//
+// # Text
+//
+// JSON must be UTF-8 (RFC 8259), and every Segment SDK sends it so. Decode
+// refuses a string or key holding bytes that are not UTF-8, wherever it is
+// (rule "utf8", naming the field), rather than replace them with U+FFFD as
+// encoding/json does: two different values must not silently become one.
+// An escaped lone surrogate ("\ud800", which JavaScript produces when it
+// cuts a string inside an emoji) is well-formed JSON; outside ids it is
+// decoded as U+FFFD, as every JSON decoder does. An id is the identity of a
+// user, group or message, so Validate holds ids to more: an id holding
+// U+FFFD (whether sent as such, as a lone surrogate or as an invalid byte) is
+// refused (rule "utf8"), and so is an id holding a control character,
+// U+0000 to U+001F or U+007F (rule "control"). Other strings may hold control
+// characters, escaped as JSON requires.
+//
+// # Limits
+//
+// An event may nest objects and arrays [MaxDepth] levels deep; Decode refuses
+// more (rule "depth"), and MarshalJSON writes no more. Sizes are counted
+// twice over: [Batch.MergedSize] is the size of an event's JSON once the
+// batch-level fields are applied, for the request limits, and [Common.Size]
+// is the memory a decoded event holds, for the queues.
 package spec
 
 import (
@@ -53,6 +76,28 @@ const (
 	// MaxEventNameLength is the longest track event name accepted, in characters.
 	MaxEventNameLength = 200
 )
+
+// MaxDepth is the deepest nesting of JSON objects and arrays an event may
+// hold, the event's own object being the first level: in
+// {"properties":{"items":[1]}} the array is at level 3. Decode refuses an
+// event nested deeper (rule "depth") and MarshalJSON refuses to write one, so
+// an event accepted is an event that can be written out.
+//
+// Segment SDK payloads nest a handful of levels (context.page.url,
+// properties.products[0].price); 64 leaves ten times that for the sender's
+// own properties, while keeping small what a hostile event can cost: the
+// decoder's and encoder's recursion, and the field path named in an error.
+const MaxDepth = 64
+
+// MaxMergedBatchBytes bounds the events of one batch together, each counted
+// by its [Batch.MergedSize]: 2,048,000 bytes, four times Segment's 500 KB
+// limit on a batch request. A batch-level context or integrations object
+// counts once for each event that inherits it, as if each event carried its
+// own copy, which is what each costs downstream (every integration writes
+// the merged event); the bound stops a small request from becoming
+// gigabytes. Real SDKs stay far below it: analytics-go's batch-level context
+// is its library's name and version, 60 bytes.
+const MaxMergedBatchBytes = 4 * 500 << 10
 
 // Event is one Segment call: a *Track, *Identify, *Page, *Screen, *Group or *Alias.
 //
@@ -104,15 +149,33 @@ type Common struct {
 	// JSON, keyed by field name. MarshalJSON writes them back out.
 	Extra map[string][]byte `json:"-"`
 
-	size int
+	size   int   // bytes of the JSON decoded, merged with the batch's fields
+	mem    int   // estimate of the heap held; see Size
+	shared uint8 // maps shared with a Batch and its other events
+	merged bool  // Batch.Merge was applied
 }
+
+// Flags of Common.shared: which maps are a Batch's own, shared by the events
+// that inherit them, and must be copied before a change.
+const (
+	sharedContext uint8 = 1 << iota
+	sharedIntegrations
+)
 
 // Fields returns c. It lets every event type satisfy [Event].
 func (c *Common) Fields() *Common { return c }
 
-// Size returns the length in bytes of the JSON the event was decoded from, or
-// 0 for an event built in Go.
-func (c *Common) Size() int { return c.size }
+// Size returns an upper bound of the bytes of memory a decoded event holds,
+// as the Manager's queues count them: a queue bounded in bytes holds no more
+// events than fit in its memory budget, whatever their shape. It is not the
+// length of the JSON: 30 KB of JSON holding thousands of empty objects
+// decodes into hundreds of kilobytes of maps. A context or integrations
+// object shared with a batch ([Batch.Merge]) counts in full for each event
+// that holds it.
+//
+// Size returns 0 for an event built in Go rather than decoded; the caller
+// then chooses its own estimate.
+func (c *Common) Size() int { return c.mem }
 
 // Track records an action a user performed.
 type Track struct {
@@ -168,9 +231,9 @@ type Alias struct {
 	PreviousID string `json:"previousId"`
 }
 
-// New returns an empty event of type t with its Type set, or nil if t is not
-// a Segment call type.
-func New(t Type) Event {
+// newEvent returns an empty event of type t with its Type set, or nil if t
+// is not a Segment call type.
+func newEvent(t Type) Event {
 	var e Event
 	switch t {
 	case TypeTrack:
