@@ -298,54 +298,53 @@ func TestMergeDoesNotMutateBatch(t *testing.T) {
 	}
 }
 
-// TestBatchEnrichSharesTheContext checks Batch.Enrich: once the batch-level
-// context holds the ip, items without a context of their own share it
-// through Enrich too, and the map the batch had before is left alone.
-func TestBatchEnrichSharesTheContext(t *testing.T) {
+// TestEnrichSharesOneCopyPerBatch checks that the items that share the
+// batch-level context share, after Enrich, one copy of it holding the ip,
+// and that neither the batch's map nor an item's own is given to another.
+func TestEnrichSharesOneCopyPerBatch(t *testing.T) {
 	b, err := DecodeBatch([]byte(`{"batch":[
 		{"type":"track","userId":"u1","event":"A"},
 		{"type":"track","userId":"u2","event":"B","context":{"ip":null}},
-		{"type":"track","userId":"u3","event":"C","context":{"ip":"10.0.0.3"}}],
+		{"type":"track","userId":"u3","event":"C","context":{"ip":"10.0.0.3"}},
+		{"type":"track","userId":"u4","event":"D"},
+		{"type":"track","userId":"u5","event":"E"}],
 		"context":{"locale":"en-US"}}`))
 	if err != nil {
 		t.Fatal(err)
 	}
-	old := b.Context
-	b.Enrich("203.0.113.9")
-	if _, ok := old["ip"]; ok {
-		t.Errorf("Batch.Enrich wrote into the batch's previous context: %v", old)
-	}
-	if b.Context["ip"] != "203.0.113.9" || b.Context["locale"] != "en-US" {
-		t.Errorf("batch context = %v", b.Context)
-	}
 	var events []Event
-	for _, raw := range b.Items {
+	for i, raw := range b.Items {
 		e := mustDecode(t, string(raw), "")
 		b.Merge(e)
-		Enrich(e, time.Now(), "203.0.113.9")
+		ip := "203.0.113.9"
+		if i == 4 {
+			ip = "198.51.100.5" // another address: another copy
+		}
+		Enrich(e, time.Now(), ip)
 		events = append(events, e)
 	}
-	if !sameMap(events[0].Fields().Context, b.Context) {
-		t.Error("item 0 has no context of its own, yet Enrich gave it a copy")
+	if len(b.Context) != 1 || b.Context["ip"] != nil {
+		t.Errorf("batch context = %v, want it untouched", b.Context)
 	}
-	for i, want := range []string{"203.0.113.9", "203.0.113.9", "10.0.0.3"} {
-		if got := events[i].Fields().Context["ip"]; got != want {
+	ctx := func(i int) map[string]any { return events[i].Fields().Context }
+	for i, want := range []string{"203.0.113.9", "203.0.113.9", "10.0.0.3", "203.0.113.9", "198.51.100.5"} {
+		if got := ctx(i)["ip"]; got != want {
 			t.Errorf("item %d: context.ip = %v, want %s", i, got, want)
 		}
+		if got := ctx(i)["locale"]; got != "en-US" {
+			t.Errorf("item %d: context.locale = %v, want the batch's", i, got)
+		}
 	}
-	if len(b.Context) != 2 || len(old) != 1 {
-		t.Errorf("batch context %v, previous %v: an item's Enrich wrote into one", b.Context, old)
+	if !sameMap(ctx(0), ctx(3)) {
+		t.Error("items 0 and 3 inherit the same context and ip, yet hold two copies")
 	}
-	// An empty ip, or a batch context that has one, changes nothing.
-	ctx := b.Context
-	b.Enrich("198.51.100.1")
-	b.Enrich("")
-	if !sameMap(ctx, b.Context) || b.Context["ip"] != "203.0.113.9" {
-		t.Errorf("a second Batch.Enrich replaced the context: %v", b.Context)
+	if sameMap(ctx(0), b.Context) || sameMap(ctx(0), ctx(1)) || sameMap(ctx(0), ctx(4)) {
+		t.Error("an item holding the batch's context with its ip shares it with the batch, an item of its own, or another ip")
+	}
+	// Enriching again changes nothing.
+	Enrich(events[0], time.Now(), "192.0.2.99")
+	if ctx(0)["ip"] != "203.0.113.9" || ctx(3)["ip"] != "203.0.113.9" {
+		t.Errorf("a second Enrich changed context.ip: %v, %v", ctx(0), ctx(3))
 	}
 }
 
-// sameMap reports whether a and b are the same map, not merely equal ones.
-func sameMap(a, b map[string]any) bool {
-	return a != nil && reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer()
-}

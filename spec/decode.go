@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"reflect"
+	"sync"
 	"time"
 )
 
@@ -231,17 +233,65 @@ type Batch struct {
 
 	measured   bool
 	sentAtSize int
-	context    batchField
-	ints       batchField
+	context    *batchField // nil when absent or empty
+	ints       *batchField
+	shared     *sharedContext // Context, as its events share it
+}
+
+// sharedContext is a batch-level context shared by the events that inherit
+// it, with the one copy of it holding context.ip that Enrich gives them all.
+// Neither map is written once events hold it.
+type sharedContext struct {
+	m      map[string]any
+	mu     sync.Mutex
+	ip     string
+	withIP map[string]any
+}
+
+// withIP returns m with context.ip set to ip, made once for all the events.
+func (s *sharedContext) with(ip string) map[string]any {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.withIP == nil || s.ip != ip {
+		m := make(map[string]any, len(s.m)+1)
+		maps.Copy(m, s.m)
+		m["ip"] = ip
+		s.withIP, s.ip = m, ip
+	}
+	return s.withIP
+}
+
+// sameMap reports whether a and b are one map, not merely equal ones.
+func sameMap(a, b map[string]any) bool {
+	return a != nil && b != nil && reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer()
 }
 
 // batchField is what MergedSize and Merge need to know of a batch-level
 // context or integrations object.
 type batchField struct {
-	whole   int            // bytes of the member as written, comma included
-	entries int            // bytes of its members as written, commas included
+	whole   int    // bytes of the member as written, comma included
+	entries int    // bytes of its members as written, commas included
+	mem     int    // heap estimate of the decoded map
+	raw     []byte // the object as written, for keys
+	once    sync.Once
 	keys    map[string]int // bytes of one member of each key
-	mem     int            // heap estimate of the decoded map
+}
+
+// keySizes returns the bytes of one member of each key, as written. They
+// are needed only for events with a context (or integrations) of their own,
+// so they are measured when first asked for.
+func (f *batchField) keySizes() map[string]int {
+	f.once.Do(func() {
+		if f.raw == nil {
+			return // measured by measureMap
+		}
+		sc := scanObject(f.raw, 2, "", nil)
+		f.keys = make(map[string]int, len(sc.members))
+		for _, m := range sc.members {
+			f.keys[unquoteKey(m.key)] = len(m.key) + len(":,") + len(m.value)
+		}
+	})
+	return f.keys
 }
 
 // DecodeBatch parses the envelope of a batch request. Its keys ("batch",
@@ -295,8 +345,11 @@ func DecodeBatch(data []byte) (*Batch, error) {
 			b.sentAtSize = len(`"sentAt":,`) + len(env.sentAt)
 		}
 	}
-	b.Context = d.batchObject(env.context, "context", &b.context)
-	b.Integrations = d.batchObject(env.integrations, "integrations", &b.ints)
+	b.Context, b.context = d.batchObject(env.context, "context")
+	b.Integrations, b.ints = d.batchObject(env.integrations, "integrations")
+	if len(b.Context) > 0 {
+		b.shared = &sharedContext{m: b.Context}
+	}
 	if d.errs != nil {
 		return b, d.result()
 	}
@@ -304,37 +357,34 @@ func DecodeBatch(data []byte) (*Batch, error) {
 }
 
 // batchObject decodes and measures the batch-level object raw, named name.
-func (d *decoder) batchObject(raw []byte, name string, f *batchField) map[string]any {
+func (d *decoder) batchObject(raw []byte, name string) (map[string]any, *batchField) {
 	if len(raw) == 0 || isNull(raw) {
-		return nil
+		return nil, nil
 	}
 	if raw[0] != '{' {
 		d.add(name, "type", "must be an object")
-		return nil
+		return nil, nil
 	}
 	// The object sits at level 2 of each event that inherits it.
-	sc := scanObject(raw, 2, name, nil)
+	var buf [24]member
+	sc := scanObject(raw, 2, name, buf[:0])
 	if fail := sc.fail(); fail != nil {
 		d.errs = append(d.errs, fail...)
-		return nil
+		return nil, nil
 	}
 	v, ok := d.rawValue(raw, name)
 	if !ok {
-		return nil
+		return nil, nil
 	}
 	m := d.object(v, name)
 	if len(m) == 0 {
-		return m
+		return m, nil
 	}
-	f.whole = len(`"":,`) + len(name) + len(raw)
-	f.keys = make(map[string]int, len(m))
+	f := &batchField{whole: len(`"":,`) + len(name) + len(raw), mem: sc.mem, raw: raw}
 	for _, mb := range sc.members {
-		n := len(mb.key) + len(":,") + len(mb.value)
-		f.entries += n
-		f.keys[unquoteKey(mb.key)] = n
+		f.entries += len(mb.key) + len(":,") + len(mb.value)
 	}
-	f.mem = sc.mem
-	return m
+	return m, f
 }
 
 // MergedSize returns the size in bytes of e once [Batch.Merge] has applied
@@ -347,9 +397,12 @@ func (d *decoder) batchObject(raw []byte, name string, f *batchField) map[string
 // Merge.
 //
 // It is at least the length of the merged event written as compact JSON,
-// each key and value spelled as in the request. MarshalJSON may write more
-// than that: it escapes <, >, & (6 bytes each), U+2028 and U+2029 as
-// encoding/json does, and quotes numeric ids.
+// each key and value spelled as in the request, and at most the item's
+// length plus the batch-level members'. MarshalJSON may write more than
+// MergedSize, by the escapes it adds as encoding/json does (5 bytes for
+// each <, > or & written unescaped in the item or the batch-level context
+// and integrations, 3 for each U+2028 or U+2029) and by at most 16 bytes
+// more (quotes around numeric ids, a colon in a "+0530" offset).
 //
 // MergedSize costs O(1), or O(keys) of e's own context and integrations
 // when the batch has such fields too; it reads e and b and changes neither.
@@ -369,38 +422,46 @@ func (b *Batch) MergedSize(e Event) int {
 
 // inherited returns the bytes that merging f under own adds.
 func (f *batchField) inherited(own map[string]any) int {
-	if f.whole == 0 {
+	if f == nil {
 		return 0
 	}
 	if len(own) == 0 {
 		return f.whole
 	}
 	n := f.entries
+	keys := f.keySizes()
 	for k := range own {
-		n -= f.keys[k]
+		n -= keys[k]
 	}
 	return n
+}
+
+// heap returns the heap estimate of the decoded map.
+func (f *batchField) heap() int {
+	if f == nil {
+		return 0
+	}
+	return f.mem
 }
 
 // measure returns the measures of the batch-level fields: those DecodeBatch
 // took, or for a Batch built in Go, measures taken now by encoding them.
 func (b *Batch) measure() (ctx, ints *batchField, sentAt int) {
 	if b.measured {
-		return &b.context, &b.ints, b.sentAtSize
+		return b.context, b.ints, b.sentAtSize
 	}
-	c, i := measureMap("context", b.Context), measureMap("integrations", b.Integrations)
 	if !b.SentAt.IsZero() {
 		sentAt = len(`"sentAt":"",`) + len(b.SentAt.Format(time.RFC3339Nano))
 	}
-	return &c, &i, sentAt
+	return measureMap("context", b.Context), measureMap("integrations", b.Integrations), sentAt
 }
 
 // measureMap measures a batch-level map built in Go by encoding it.
-func measureMap(name string, m map[string]any) batchField {
+func measureMap(name string, m map[string]any) *batchField {
 	if len(m) == 0 {
-		return batchField{}
+		return nil
 	}
-	f := batchField{keys: make(map[string]int, len(m)), mem: memOf(m)}
+	f := &batchField{keys: make(map[string]int, len(m)), mem: memOf(m)}
 	for k, v := range m {
 		w := writer{depth: 1}
 		w.b = appendString(w.b, k)
@@ -409,7 +470,7 @@ func measureMap(name string, m map[string]any) batchField {
 		f.keys[k] = n
 		f.entries += n
 	}
-	f.whole = len(`"":{},`) + len(name) + f.entries
+	f.whole = len(`"":{}`) + len(name) + f.entries
 	return f
 }
 
@@ -420,11 +481,12 @@ func measureMap(name string, m map[string]any) batchField {
 // An event without a context (or integrations) of its own is given the
 // batch's map itself, shared with the Batch and the other events: a batch
 // costs its context once, however many events inherit it. Treat these maps
-// as read-only, as every integration must treat events; [Enrich] copies a
-// shared context before it adds context.ip (and [Batch.Enrich] saves that
-// copy). An event with a context of its own gets a new map holding both,
-// which costs O(batch context): check [Batch.MergedSize] first and refuse
-// events over the limit, so that the copy stays small.
+// as read-only, as every integration must treat events. [Enrich] never
+// writes into them: to add context.ip it gives the events one copy of the
+// batch's context holding it, made once per batch. An event with a context
+// of its own gets a new map holding both, which costs O(batch context):
+// check [Batch.MergedSize] first and refuse events over the limit, so that
+// the copy stays small.
 func (b *Batch) Merge(e Event) {
 	c := e.Fields()
 	if c.merged {
@@ -436,16 +498,19 @@ func (b *Batch) Merge(e Event) {
 		c.SentAt = b.SentAt
 	}
 	var mem int
-	var shared bool
-	if c.Context, shared, mem = mergeUnder(c.Context, b.Context, ctx.mem); shared {
-		c.shared |= sharedContext
+	if len(c.Context) == 0 && len(b.Context) > 0 {
+		c.Context, mem = b.Context, ctx.heap()
+		c.shared = b.shared
+		if c.shared == nil || !sameMap(c.shared.m, b.Context) {
+			c.shared = &sharedContext{m: b.Context} // a Batch built or changed in Go
+		}
+	} else {
+		c.Context, mem = mergeUnder(c.Context, b.Context, ctx.heap())
 	}
 	if c.mem > 0 {
 		c.mem += mem
 	}
-	if c.Integrations, shared, mem = mergeUnder(c.Integrations, b.Integrations, ints.mem); shared {
-		c.shared |= sharedIntegrations
-	}
+	c.Integrations, mem = mergeUnder(c.Integrations, b.Integrations, ints.heap())
 	if c.mem > 0 {
 		c.mem += mem
 	}
@@ -453,40 +518,20 @@ func (b *Batch) Merge(e Event) {
 	c.merged = true
 }
 
-// Enrich does for the batch-level context what [Enrich] does for an event's:
-// it sets context.ip to ip when the context has none (or null) and ip is not
-// empty. Call it before merging the items: the events that share the batch's
-// context then hold the address already, and Enrich need not give each of
-// them a copy of the batch's context to add it. Enrich replaces Context with
-// a new map, so events merged before keep the one they share.
-func (b *Batch) Enrich(ip string) {
-	if ip == "" {
-		return
-	}
-	if v, ok := b.Context["ip"]; ok && v != nil {
-		return
-	}
-	ctx := make(map[string]any, len(b.Context)+1)
-	maps.Copy(ctx, b.Context)
-	ctx["ip"] = ip
-	b.Context = ctx
-	b.context.mem += costObject(len(ctx)) + costBytes(len("ip")) + costString(len(ip))
-}
-
-// mergeUnder returns own with the keys of base that own lacks, whether it is
-// base itself (shared), and the heap it adds to the event (baseMem being
+// mergeUnder returns own with the keys of base that own lacks (base itself
+// when own is empty), and the heap it adds to the event (baseMem being
 // base's). It never modifies own or base.
-func mergeUnder(own, base map[string]any, baseMem int) (map[string]any, bool, int) {
+func mergeUnder(own, base map[string]any, baseMem int) (map[string]any, int) {
 	if len(base) == 0 {
-		return own, false, 0
+		return own, 0
 	}
 	if len(own) == 0 {
-		return base, true, baseMem
+		return base, baseMem
 	}
 	out := make(map[string]any, len(own)+len(base))
 	maps.Copy(out, base)
 	maps.Copy(out, own)
-	return out, false, baseMem + costObject(len(out))
+	return out, baseMem + costObject(len(out))
 }
 
 // jsonSpace is the whitespace JSON allows around a value.

@@ -1,7 +1,6 @@
 package spec
 
 import (
-	"maps"
 	"time"
 
 	"github.com/google/uuid"
@@ -32,9 +31,10 @@ const MaxSendDelay = 30 * 24 * time.Hour
 //     arbitrary years must not overflow;
 //   - context.ip is set to ip when the context has none (or null) and ip is
 //     not empty. A context shared with a batch ([Batch.Merge]) is never
-//     written: the event is given its own copy first.
+//     written: the event is given a copy holding the ip instead, one copy
+//     for all the events of the batch that are given the same ip.
 //
-// Enrich writes only into e and maps e alone holds.
+// Enrich writes only into e and into maps e alone holds.
 func Enrich(e Event, receivedAt time.Time, ip string) {
 	c := e.Fields()
 	mem := 0
@@ -60,24 +60,20 @@ func Enrich(e Event, receivedAt time.Time, ip string) {
 			}
 		}
 	}
-	if ip != "" {
-		if v, ok := c.Context["ip"]; !ok || v == nil {
-			n := len(c.Context)
-			switch {
-			case c.Context == nil:
-				c.Context = make(map[string]any, 1)
-				mem += costObject(1)
-			case c.shared&sharedContext != 0:
-				own := make(map[string]any, n+1)
-				maps.Copy(own, c.Context)
-				c.Context = own
-				c.shared &^= sharedContext
-				mem += costObject(n + 1)
-			default: // the event's own map may grow
-				mem += max(0, costObject(n+1)-costObject(n))
-			}
+	if v, ok := c.Context["ip"]; ip != "" && (!ok || v == nil) {
+		n := len(c.Context)
+		mem += costBytes(len("ip")) + costString(len(ip))
+		switch {
+		case c.shared != nil:
+			// Still shared, by the batch's events given this ip.
+			c.Context = c.shared.with(ip)
+			mem += costObject(n + 1)
+		case c.Context == nil:
+			c.Context = map[string]any{"ip": ip}
+			mem += costObject(1)
+		default: // the event's own map, which may grow
 			c.Context["ip"] = ip
-			mem += costBytes(len("ip")) + costString(len(ip))
+			mem += max(0, costObject(n+1)-costObject(n))
 		}
 	}
 	if c.mem > 0 {

@@ -66,7 +66,7 @@ type frame struct {
 // which sits at level 2 of each event). prefix names the object in field
 // paths ("" for an event). members is appended to and returned in the scan.
 func scanObject(data []byte, level int, prefix string, members []member) scan {
-	s := scan{members: members}
+	var s scan
 	var stack [MaxDepth]frame
 	sp := 0
 	for i := 0; i < len(data); {
@@ -86,7 +86,7 @@ func scanObject(data []byte, level int, prefix string, members []member) scan {
 						Message: "nests objects and arrays more than " + strconv.Itoa(MaxDepth) + " levels deep"}
 				}
 				end := valueEnd(data, i)
-				s.value(stack[:sp], data[i:end], 0, true)
+				members = value(stack[:sp], members, data[i:end], 0, true)
 				i = end
 				continue
 			}
@@ -107,10 +107,10 @@ func scanObject(data []byte, level int, prefix string, members []member) scan {
 				cost = costObject(f.n) + f.mem
 			}
 			if sp == 0 {
-				s.mem = cost
+				s.mem, s.members = cost, members
 				return s
 			}
-			s.value(stack[:sp], data[f.start:i], cost, f.deep)
+			members = value(stack[:sp], members, data[f.start:i], cost, f.deep)
 		case '"':
 			end, valid, n := scanString(data, i)
 			if sp == 0 {
@@ -128,7 +128,7 @@ func scanObject(data []byte, level int, prefix string, members []member) scan {
 				if !valid && s.utf8 == nil {
 					s.utf8 = utf8Error(fieldPath(prefix, stack[:sp], nil))
 				}
-				s.value(stack[:sp], data[i:end], costString(n), false)
+				members = value(stack[:sp], members, data[i:end], costString(n), false)
 			}
 			i = end
 		default: // a number, true, false, null, or a byte that is not JSON
@@ -138,17 +138,19 @@ func scanObject(data []byte, level int, prefix string, members []member) scan {
 				cost = costString(end - i) // a json.Number
 			}
 			if sp > 0 {
-				s.value(stack[:sp], data[i:end], cost, false)
+				members = value(stack[:sp], members, data[i:end], cost, false)
 			}
 			i = end
 		}
 	}
+	s.members = members
 	return s
 }
 
 // value records a finished value, as written in raw, of cost bytes in the
-// innermost frame of stack.
-func (s *scan) value(stack []frame, raw []byte, cost int, deep bool) {
+// innermost frame of stack, and in members when it is a member of the
+// scanned object.
+func value(stack []frame, members []member, raw []byte, cost int, deep bool) []member {
 	f := &stack[len(stack)-1]
 	if !f.array {
 		cost += costBytes(f.keyLen) // the key string
@@ -157,8 +159,9 @@ func (s *scan) value(stack []frame, raw []byte, cost int, deep bool) {
 	f.mem += cost
 	f.deep = f.deep || deep
 	if len(stack) == 1 && !f.array {
-		s.members = append(s.members, member{key: f.key, value: raw, mem: cost, deep: deep})
+		members = append(members, member{key: f.key, value: raw, mem: cost, deep: deep})
 	}
+	return members
 }
 
 // scanString returns the index just past the JSON string at i, whether its

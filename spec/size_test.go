@@ -125,7 +125,6 @@ func TestSizeOfMergedEvents(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b.Enrich("203.0.113.7")
 	events := make([]Event, 0, len(b.Items))
 	size := 0
 	for _, raw := range b.Items {

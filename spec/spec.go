@@ -149,18 +149,11 @@ type Common struct {
 	// JSON, keyed by field name. MarshalJSON writes them back out.
 	Extra map[string][]byte `json:"-"`
 
-	size   int   // bytes of the JSON decoded, merged with the batch's fields
-	mem    int   // estimate of the heap held; see Size
-	shared uint8 // maps shared with a Batch and its other events
-	merged bool  // Batch.Merge was applied
+	size   int            // bytes of the JSON decoded, merged with the batch's fields
+	mem    int            // estimate of the heap held; see Size
+	shared *sharedContext // set while Context is shared with a batch's other events
+	merged bool           // Batch.Merge was applied
 }
-
-// Flags of Common.shared: which maps are a Batch's own, shared by the events
-// that inherit them, and must be copied before a change.
-const (
-	sharedContext uint8 = 1 << iota
-	sharedIntegrations
-)
 
 // Fields returns c. It lets every event type satisfy [Event].
 func (c *Common) Fields() *Common { return c }
