@@ -347,4 +347,3 @@ func TestEnrichSharesOneCopyPerBatch(t *testing.T) {
 		t.Errorf("a second Enrich changed context.ip: %v, %v", ctx(0), ctx(3))
 	}
 }
-
