@@ -73,6 +73,27 @@ func depthOf(v any) int {
 	return d + 1
 }
 
+// FuzzAppendCompactMatchesEncodingJSON checks that Extra values are
+// written as encoding/json writes a json.RawMessage.
+func FuzzAppendCompactMatchesEncodingJSON(f *testing.F) {
+	for _, s := range []string{`{"a" : [1, "<b>&</b>", "\u2028\u2029"]}`, "\"\u2028 \u2029 \xe2\x80\"", ` "x" `, `[{"k":"\"<"}]`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		raw = bytes.TrimSpace(raw)
+		if !json.Valid(raw) {
+			t.Skip()
+		}
+		want, err := json.Marshal(json.RawMessage(raw))
+		if err != nil {
+			t.Skip()
+		}
+		if got := appendCompact(nil, raw); !bytes.Equal(got, want) {
+			t.Errorf("appendCompact(%q) = %q, encoding/json = %q", raw, got, want)
+		}
+	})
+}
+
 func TestValueFloatsMatchEncodingJSON(t *testing.T) {
 	for _, f := range []float64{0, 1, -1, 0.1, 1e-6, 9.9e-7, 1e20, 1e21, 123456789.125, math.MaxFloat64, math.SmallestNonzeroFloat64, -2.5e-9} {
 		want, _ := json.Marshal(f)

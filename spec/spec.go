@@ -13,8 +13,9 @@
 //   - timestamps are RFC 3339 strings with any offset;
 //   - ids (userId, anonymousId, groupId, previousId, messageId) may be JSON
 //     strings or numbers; numbers are kept as strings, digit for digit;
-//   - fields this package does not know are kept in [Common.Extra] and written
-//     back out by MarshalJSON, so nothing a sender adds is stripped;
+//   - fields this package does not know are kept in [Common.Extra], as the
+//     sender wrote them, and written back out by MarshalJSON, so nothing a
+//     sender adds is stripped;
 //   - a known field with the wrong JSON type (a string for properties, an
 //     object for userId, ...) is a [*ValidationError] that names the field.
 //
@@ -36,10 +37,11 @@
 // # Limits
 //
 // An event may nest objects and arrays [MaxDepth] levels deep; Decode refuses
-// more (rule "depth"), and MarshalJSON writes no more. Sizes are counted
-// twice over: [Batch.MergedSize] is the size of an event's JSON once the
-// batch-level fields are applied, for the request limits, and [Common.Size]
-// is the memory a decoded event holds, for the queues.
+// more (rule "depth"), and MarshalJSON writes no more. An event has two
+// sizes: [Batch.MergedSize] is the length of its JSON once the batch-level
+// fields are applied, which the request limits bound (one event, and
+// [MaxMergedBatchBytes] for a batch), and [Common.Size] is the memory it
+// holds once decoded, which the queues bound.
 package spec
 
 import (
@@ -107,8 +109,9 @@ type Event interface {
 	// Fields returns the fields every Segment call shares. The pointer refers
 	// into the event itself, so changes through it change the event.
 	Fields() *Common
-	// Validate checks the event against the rules of its call. It returns
-	// nil or a *ValidationError.
+	// Validate checks the event against the rules of its call, and every
+	// id present against the rules of ids' text (see the package doc). It
+	// returns nil or a *ValidationError.
 	Validate() error
 	// MarshalJSON writes the event as Segment JSON, unknown fields included.
 	MarshalJSON() ([]byte, error)
@@ -146,7 +149,8 @@ type Common struct {
 	// clears it once it has checked it, so integrations see it empty.
 	WriteKey string `json:"writeKey,omitempty"`
 	// Extra holds the top-level fields this package does not know, as raw
-	// JSON, keyed by field name. MarshalJSON writes them back out.
+	// JSON, keyed by field name; Decode keeps them as the sender wrote them,
+	// without insignificant spaces. MarshalJSON writes them back out.
 	Extra map[string][]byte `json:"-"`
 
 	size   int            // bytes of the JSON decoded, merged with the batch's fields

@@ -63,23 +63,34 @@ var (
 	errControl  = validation.NewError("control", "must not hold control characters (U+0000 to U+001F, U+007F)")
 )
 
-// idUTF8 holds an id to valid UTF-8 without U+FFFD: encoding/json decodes
-// an invalid byte and a lone surrogate escape alike as U+FFFD, so two
-// different ids sent that way would become one user.
-var idUTF8 = validation.NewStringRuleWithError(func(s string) bool {
-	return utf8.ValidString(s) && !strings.ContainsRune(s, utf8.RuneError)
-}, errUTF8)
+// idText is the rule for an id's text. It refuses U+FFFD and invalid UTF-8
+// (rule "utf8"): encoding/json decodes an invalid byte and a lone surrogate
+// escape alike as U+FFFD, so two different ids sent that way would become
+// one user. It refuses control characters (rule "control"): they are
+// invisible wherever the id is shown, and no SDK generates them. It reads
+// the string without reflection, unlike the library's StringRule.
+type idText struct{}
 
-// idControl refuses control characters in an id: they are invisible in
-// every tool that shows the id, and no SDK generates them.
-var idControl = validation.NewStringRuleWithError(func(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c == 0x7f {
-			return false
+// Validate implements validation.Rule.
+func (idText) Validate(value any) error {
+	s, _ := value.(string)
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c < 0x20 || c == 0x7f {
+				return errControl
+			}
+			i++
+			continue
 		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError {
+			return errUTF8
+		}
+		i += size
 	}
-	return true
-}, errControl)
+	return nil
+}
 
 func maxLen(n int) validation.Rule {
 	return validation.RuneLength(0, n).ErrorObject(errLength.SetParams(map[string]any{"max": n}))
@@ -118,8 +129,8 @@ func (c *checks) result() error {
 
 // The rule lists are built once; rules hold no state.
 var (
-	idRules         = []validation.Rule{idUTF8, idControl, idLength}
-	requiredIDRules = []validation.Rule{validation.Required, idUTF8, idControl, idLength}
+	idRules         = []validation.Rule{idText{}, idLength}
+	requiredIDRules = []validation.Rule{validation.Required, idText{}, idLength}
 	identityRules   = []validation.Rule{identityRequired}
 	eventNameRules  = []validation.Rule{validation.Required, eventNameLength}
 )
