@@ -34,6 +34,9 @@ var fuzzSeeds = []string{
 	`{"batch":[1,null,"x",{}],"sentAt":5}`,
 	`{"batch":{}}`,
 	`[]`, `""`, ``, `null`, `{`, ` {} `,
+	`{"type":"identify","userId":"\ud800","anonymousId":"a\u0000","x":"<&>\u2028","y":{"z":[1, {"\u0061":2}]}}`,
+	`{"type":"track","userId":"u","event":"E","writeKey":"WK","properties":` + strings.Repeat(`{"a":[`, 40) + strings.Repeat(`]}`, 40) + `}`,
+	`{"type":"track","userId":"u","event":"E","custom":` + strings.Repeat(`[`, 70) + strings.Repeat(`]`, 70) + `,"other":1}`,
 }
 
 func addFuzzSeeds(f *testing.F, add func(data []byte)) {
@@ -97,6 +100,16 @@ func FuzzDecode(f *testing.F) {
 		c := e.Fields()
 		if !c.Type.Valid() || (typ != "" && c.Type != typ) {
 			t.Fatalf("Type = %q with route %q", c.Type, typ)
+		}
+		// Unknown fields hold what encoding/json reads for them.
+		var all map[string]json.RawMessage
+		if err := json.Unmarshal(data, &all); err != nil {
+			t.Fatalf("Decode accepted what encoding/json refuses: %v", err)
+		}
+		for k, raw := range c.Extra {
+			if got, want := decodeAny(t, raw), decodeAny(t, all[k]); !reflect.DeepEqual(got, want) {
+				t.Fatalf("Extra[%q] = %s, encoding/json reads %s", k, raw, all[k])
+			}
 		}
 		if verr := e.Validate(); verr != nil {
 			var ve *ValidationError
