@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"reflect"
+	"sync"
 	"testing"
 	"time"
 )
@@ -345,5 +346,43 @@ func TestEnrichSharesOneCopyPerBatch(t *testing.T) {
 	Enrich(events[0], time.Now(), "192.0.2.99")
 	if ctx(0)["ip"] != "203.0.113.9" || ctx(3)["ip"] != "203.0.113.9" {
 		t.Errorf("a second Enrich changed context.ip: %v, %v", ctx(0), ctx(3))
+	}
+}
+
+// TestMergeConcurrently merges and enriches the events of one batch from
+// several goroutines; run with -race.
+func TestMergeConcurrently(t *testing.T) {
+	b, err := DecodeBatch([]byte(`{"batch":[` + repeat(64, func(i int) string {
+		if i%2 == 0 {
+			return `{"type":"track","userId":"u","event":"E"}`
+		}
+		return `{"type":"track","userId":"u","event":"E","context":{"own":1}}`
+	}) + `],"context":{"locale":"en-US","library":{"name":"x"}},"integrations":{"All":true}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	events := make([]Event, len(b.Items))
+	var wg sync.WaitGroup
+	for i, raw := range b.Items {
+		wg.Go(func() {
+			e, err := Decode(raw, "")
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			_ = b.MergedSize(e)
+			b.Merge(e)
+			Enrich(e, time.Now(), "203.0.113.7")
+			events[i] = e
+		})
+	}
+	wg.Wait()
+	for i, e := range events {
+		if c := e.Fields().Context; c["ip"] != "203.0.113.7" || c["locale"] != "en-US" {
+			t.Errorf("item %d: context %v", i, c)
+		}
+	}
+	if _, ok := b.Context["ip"]; ok {
+		t.Errorf("batch context written: %v", b.Context)
 	}
 }

@@ -213,9 +213,10 @@ func known(t Type, k string) bool {
 
 // Batch is the envelope of a /v1/batch (or /v1/import) request.
 //
-// The batch-level fields are measured as DecodeBatch reads them; replace
-// Context or Integrations and [Batch.MergedSize] no longer counts them
-// right.
+// DecodeBatch measures the batch-level fields as it reads them, and
+// [Batch.MergedSize] counts them so: replacing Context or Integrations
+// afterwards does not change what it counts. The events of one Batch may be
+// merged and enriched from several goroutines.
 type Batch struct {
 	// Items holds the events, still as raw JSON; decode each with [Decode].
 	// The items are sub-slices of the data given to DecodeBatch.
