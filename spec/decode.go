@@ -406,7 +406,8 @@ func (d *decoder) batchObject(raw []byte, name string) (map[string]any, *batchFi
 // more (quotes around numeric ids, a colon in a "+0530" offset).
 //
 // MergedSize costs O(1), or O(keys) of e's own context and integrations
-// when the batch has such fields too; it reads e and b and changes neither.
+// when the batch has such fields too (the first such event of a batch also
+// has the batch's keys measured, once). It changes neither e nor b's fields.
 // For an event already merged it returns the size Merge recorded.
 func (b *Batch) MergedSize(e Event) int {
 	c := e.Fields()
