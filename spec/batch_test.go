@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"reflect"
+	"sync"
 	"testing"
 	"time"
 )
@@ -33,8 +34,8 @@ func TestDecodeBatchSDKPayloads(t *testing.T) {
 			if err != nil {
 				t.Fatalf("DecodeBatch: %v", err)
 			}
-			if len(b.Batch) != tt.items {
-				t.Fatalf("len(Batch) = %d, want %d", len(b.Batch), tt.items)
+			if len(b.Items) != tt.items {
+				t.Fatalf("len(Items) = %d, want %d", len(b.Items), tt.items)
 			}
 			if b.WriteKey != tt.writeKey {
 				t.Errorf("WriteKey = %q, want %q", b.WriteKey, tt.writeKey)
@@ -44,7 +45,7 @@ func TestDecodeBatchSDKPayloads(t *testing.T) {
 				t.Errorf("Context = %#v, want %#v", b.Context, tt.context)
 			}
 			received := mustTime("2026-11-26T09:50:00Z")
-			for i, raw := range b.Batch {
+			for i, raw := range b.Items {
 				e, err := Decode(raw, "")
 				if err != nil {
 					t.Fatalf("item %d: %v", i, err)
@@ -114,8 +115,8 @@ func TestDecodeBatchEnvelope(t *testing.T) {
 			} else {
 				assertFieldRules(t, err, tt.want...)
 			}
-			if len(b.Batch) != tt.items {
-				t.Errorf("len(Batch) = %d, want %d", len(b.Batch), tt.items)
+			if len(b.Items) != tt.items {
+				t.Errorf("len(Items) = %d, want %d", len(b.Items), tt.items)
 			}
 			if b.WriteKey != tt.writeKey {
 				t.Errorf("WriteKey = %q, want %q", b.WriteKey, tt.writeKey)
@@ -131,12 +132,12 @@ func TestDecodeBatchItemsAreTheInputsBytes(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{`{"type":"identify","userId":"u\"}"}`, `7`, `"s"`, `[1,[2]]`}
-	if len(b.Batch) != len(want) {
-		t.Fatalf("items = %q, want %q", b.Batch, want)
+	if len(b.Items) != len(want) {
+		t.Fatalf("items = %q, want %q", b.Items, want)
 	}
 	for i, w := range want {
-		if string(b.Batch[i]) != w {
-			t.Errorf("item %d = %q, want %q", i, b.Batch[i], w)
+		if string(b.Items[i]) != w {
+			t.Errorf("item %d = %q, want %q", i, b.Items[i], w)
 		}
 	}
 	if b.WriteKey != "k" || b.Context == nil {
@@ -144,8 +145,8 @@ func TestDecodeBatchItemsAreTheInputsBytes(t *testing.T) {
 	}
 	// The items are sub-slices of data, as documented: no copy is made.
 	data[bytes.Index(data, []byte(`"type"`))+2] = 'T'
-	if !bytes.Contains(b.Batch[0], []byte(`"tTpe"`)) {
-		t.Errorf("Batch[0] = %q does not share the input's bytes", b.Batch[0])
+	if !bytes.Contains(b.Items[0], []byte(`"tTpe"`)) {
+		t.Errorf("Items[0] = %q does not share the input's bytes", b.Items[0])
 	}
 }
 
@@ -227,14 +228,16 @@ func TestMerge(t *testing.T) {
 }
 
 // TestMergeDoesNotMutateBatch checks that the batch-level maps, shared by
-// every item, are left as they were by Merge and by Enrich adding
-// context.ip, and that one item's changes do not reach another item.
+// the items that inherit them, are left as they were by Merge and by Enrich
+// adding context.ip, that one item's ip does not reach another item, and
+// that items without maps of their own share the batch's.
 func TestMergeDoesNotMutateBatch(t *testing.T) {
 	body := `{"batch":[
 		{"type":"track","userId":"u1","event":"A"},
 		{"type":"track","userId":"u2","event":"B","context":{"locale":"de-DE"}},
 		{"type":"track","userId":"u3","event":"C","integrations":{"BigQuery":false}},
-		{"type":"track","userId":"u4","event":"D","context":{"ip":"10.0.0.4"}}
+		{"type":"track","userId":"u4","event":"D","context":{"ip":"10.0.0.4"}},
+		{"type":"track","userId":"u5","event":"E","context":{}}
 	],
 	"context":{"library":{"name":"analytics-go","version":"3.0.0"},"locale":"en-US"},
 	"integrations":{"All":true,"BigQuery":true}}`
@@ -253,7 +256,7 @@ func TestMergeDoesNotMutateBatch(t *testing.T) {
 
 	received := time.Now()
 	var events []Event
-	for i, raw := range b.Batch {
+	for i, raw := range b.Items {
 		e, err := Decode(raw, "")
 		if err != nil {
 			t.Fatal(err)
@@ -261,7 +264,6 @@ func TestMergeDoesNotMutateBatch(t *testing.T) {
 		b.Merge(e)
 		// A distinct ip per item shows whether items share a context map.
 		Enrich(e, received, "192.0.2."+string(rune('1'+i)))
-		e.Fields().Integrations["Touched"] = i
 		events = append(events, e)
 	}
 
@@ -271,9 +273,9 @@ func TestMergeDoesNotMutateBatch(t *testing.T) {
 	if _, ok := b.Context["ip"]; ok {
 		t.Errorf("Enrich set ip on the batch-level context: %v", b.Context)
 	}
-	wantIP := []string{"192.0.2.1", "192.0.2.2", "192.0.2.3", "10.0.0.4"}
-	wantLocale := []string{"en-US", "de-DE", "en-US", "en-US"}
-	wantBigQuery := []bool{true, true, false, true}
+	wantIP := []string{"192.0.2.1", "192.0.2.2", "192.0.2.3", "10.0.0.4", "192.0.2.5"}
+	wantLocale := []string{"en-US", "de-DE", "en-US", "en-US", "en-US"}
+	wantBigQuery := []bool{true, true, false, true, true}
 	for i, e := range events {
 		c := e.Fields()
 		if c.Context["ip"] != wantIP[i] {
@@ -282,8 +284,105 @@ func TestMergeDoesNotMutateBatch(t *testing.T) {
 		if c.Context["locale"] != wantLocale[i] {
 			t.Errorf("item %d: context.locale = %v, want %s", i, c.Context["locale"], wantLocale[i])
 		}
-		if c.Integrations["BigQuery"] != wantBigQuery[i] || c.Integrations["Touched"] != i {
+		if c.Integrations["BigQuery"] != wantBigQuery[i] {
 			t.Errorf("item %d: integrations = %v", i, c.Integrations)
 		}
+	}
+	// Items without integrations of their own hold the batch's map itself.
+	for _, i := range []int{0, 1, 3, 4} {
+		if !sameMap(events[i].Fields().Integrations, b.Integrations) {
+			t.Errorf("item %d: integrations are a copy, want the batch's map shared", i)
+		}
+	}
+	if sameMap(events[2].Fields().Integrations, b.Integrations) {
+		t.Errorf("item 2 has integrations of its own, yet holds the batch's map")
+	}
+}
+
+// TestEnrichSharesOneCopyPerBatch checks that the items that share the
+// batch-level context share, after Enrich, one copy of it holding the ip,
+// and that neither the batch's map nor an item's own is given to another.
+func TestEnrichSharesOneCopyPerBatch(t *testing.T) {
+	b, err := DecodeBatch([]byte(`{"batch":[
+		{"type":"track","userId":"u1","event":"A"},
+		{"type":"track","userId":"u2","event":"B","context":{"ip":null}},
+		{"type":"track","userId":"u3","event":"C","context":{"ip":"10.0.0.3"}},
+		{"type":"track","userId":"u4","event":"D"},
+		{"type":"track","userId":"u5","event":"E"}],
+		"context":{"locale":"en-US"}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var events []Event
+	for i, raw := range b.Items {
+		e := mustDecode(t, string(raw), "")
+		b.Merge(e)
+		ip := "203.0.113.9"
+		if i == 4 {
+			ip = "198.51.100.5" // another address: another copy
+		}
+		Enrich(e, time.Now(), ip)
+		events = append(events, e)
+	}
+	if len(b.Context) != 1 || b.Context["ip"] != nil {
+		t.Errorf("batch context = %v, want it untouched", b.Context)
+	}
+	ctx := func(i int) map[string]any { return events[i].Fields().Context }
+	for i, want := range []string{"203.0.113.9", "203.0.113.9", "10.0.0.3", "203.0.113.9", "198.51.100.5"} {
+		if got := ctx(i)["ip"]; got != want {
+			t.Errorf("item %d: context.ip = %v, want %s", i, got, want)
+		}
+		if got := ctx(i)["locale"]; got != "en-US" {
+			t.Errorf("item %d: context.locale = %v, want the batch's", i, got)
+		}
+	}
+	if !sameMap(ctx(0), ctx(3)) {
+		t.Error("items 0 and 3 inherit the same context and ip, yet hold two copies")
+	}
+	if sameMap(ctx(0), b.Context) || sameMap(ctx(0), ctx(1)) || sameMap(ctx(0), ctx(4)) {
+		t.Error("an item holding the batch's context with its ip shares it with the batch, an item of its own, or another ip")
+	}
+	// Enriching again changes nothing.
+	Enrich(events[0], time.Now(), "192.0.2.99")
+	if ctx(0)["ip"] != "203.0.113.9" || ctx(3)["ip"] != "203.0.113.9" {
+		t.Errorf("a second Enrich changed context.ip: %v, %v", ctx(0), ctx(3))
+	}
+}
+
+// TestMergeConcurrently merges and enriches the events of one batch from
+// several goroutines; run with -race.
+func TestMergeConcurrently(t *testing.T) {
+	b, err := DecodeBatch([]byte(`{"batch":[` + repeat(64, func(i int) string {
+		if i%2 == 0 {
+			return `{"type":"track","userId":"u","event":"E"}`
+		}
+		return `{"type":"track","userId":"u","event":"E","context":{"own":1}}`
+	}) + `],"context":{"locale":"en-US","library":{"name":"x"}},"integrations":{"All":true}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	events := make([]Event, len(b.Items))
+	var wg sync.WaitGroup
+	for i, raw := range b.Items {
+		wg.Go(func() {
+			e, err := Decode(raw, "")
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			_ = b.MergedSize(e)
+			b.Merge(e)
+			Enrich(e, time.Now(), "203.0.113.7")
+			events[i] = e
+		})
+	}
+	wg.Wait()
+	for i, e := range events {
+		if c := e.Fields().Context; c["ip"] != "203.0.113.7" || c["locale"] != "en-US" {
+			t.Errorf("item %d: context %v", i, c)
+		}
+	}
+	if _, ok := b.Context["ip"]; ok {
+		t.Errorf("batch context written: %v", b.Context)
 	}
 }

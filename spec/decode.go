@@ -6,6 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"reflect"
+	"sync"
 	"time"
 )
 
@@ -20,39 +23,77 @@ var ErrNotObject = errors.New("spec: body is not a JSON object")
 // decides. Numbers inside properties, traits, context and Extra are decoded
 // as [json.Number], so they keep every digit.
 //
-// Decode checks JSON types only. A field of the wrong type is reported in a
-// [*ValidationError], returned with the event as far as it could be read;
+// Decode checks JSON types, text and nesting only. A field of the wrong type,
+// a string that is not UTF-8 (rule "utf8") or a value nested deeper than
+// [MaxDepth] (rule "depth") is reported in a [*ValidationError], returned
+// with the event as far as it could be read (a value too deep is not read);
 // call the event's Validate method for the call's rules.
 // Malformed JSON yields an error wrapping [ErrNotObject] or the json error.
 func Decode(data []byte, typ Type) (Event, error) {
-	fields, err := objectFields(data)
-	if err != nil {
+	data = bytes.Trim(data, jsonSpace)
+	if len(data) == 0 || data[0] != '{' {
+		return nil, ErrNotObject
+	}
+	var buf [24]member
+	sc := scanObject(data, 1, "", buf[:0])
+	var fields map[string]any
+	var err error
+	if sc.depth != nil {
+		// Decode the members that are not too deep, one by one, so that
+		// the caller can still read type and writeKey.
+		if !json.Valid(data) {
+			_, err = objectFields(data)
+			return nil, err
+		}
+		fields = shallowFields(sc.members)
+	} else if fields, err = objectFields(data); err != nil {
 		return nil, err
 	}
-	e, err := fromFields(fields, typ)
+	e, d := fromFields(fields, typ, sc.members)
+	d.errs = append(d.errs, sc.fail()...)
 	if e != nil {
-		e.Fields().size = len(data)
+		c := e.Fields()
+		c.size = len(data)
+		c.mem += costEvent
 	}
-	return e, err
+	return e, d.result()
 }
 
-// fromFields builds an event from a decoded JSON object; see Decode.
-func fromFields(fields map[string]any, typ Type) (Event, error) {
+// shallowFields decodes the members that are not too deep.
+func shallowFields(members []member) map[string]any {
+	fields := make(map[string]any, len(members))
 	var d decoder
+	for _, m := range members {
+		if m.deep {
+			continue
+		}
+		if v, ok := d.rawValue(m.value, ""); ok {
+			fields[unquoteKey(m.key)] = v
+		}
+	}
+	return fields
+}
+
+// fromFields builds an event from a decoded JSON object and its members as
+// scanned (for the fields kept as written, and the memory estimate).
+func fromFields(fields map[string]any, typ Type, members []member) (Event, *decoder) {
+	d := &decoder{}
 	if typ == "" {
 		if v, ok := fields["type"]; ok {
 			typ = Type(d.str(v, "type"))
 		}
 		if d.errs != nil {
-			return nil, d.result()
+			return nil, d
 		}
 		if typ == "" {
-			return nil, &ValidationError{Fields: []FieldError{{Field: "type", Rule: "required", Message: "cannot be blank"}}}
+			d.add("type", "required", "cannot be blank")
+			return nil, d
 		}
 	}
-	e := New(typ)
+	e := newEvent(typ)
 	if e == nil {
-		return nil, &ValidationError{Fields: []FieldError{{Field: "type", Rule: "in", Message: fmt.Sprintf("must be one of track, identify, page, screen, group, alias; got %q", typ)}}}
+		d.add("type", "in", fmt.Sprintf("must be one of track, identify, page, screen, group, alias; got %q", typ))
+		return nil, d
 	}
 	c := e.Fields()
 	for k, v := range fields {
@@ -64,77 +105,204 @@ func fromFields(fields map[string]any, typ Type) (Event, error) {
 			switch k {
 			case "event":
 				ev.Event = d.str(v, k)
-				continue
 			case "properties":
 				ev.Properties = d.object(v, k)
-				continue
 			}
 		case *Identify:
 			if k == "traits" {
 				ev.Traits = d.object(v, k)
-				continue
 			}
 		case *Page:
-			if d.view(&ev.Name, &ev.Category, &ev.Properties, k, v) {
-				continue
-			}
+			d.view(&ev.Name, &ev.Category, &ev.Properties, k, v)
 		case *Screen:
-			if d.view(&ev.Name, &ev.Category, &ev.Properties, k, v) {
-				continue
-			}
+			d.view(&ev.Name, &ev.Category, &ev.Properties, k, v)
 		case *Group:
 			switch k {
 			case "groupId":
 				ev.GroupID = d.id(v, k)
-				continue
 			case "traits":
 				ev.Traits = d.object(v, k)
-				continue
 			}
 		case *Alias:
 			if k == "previousId" {
 				ev.PreviousID = d.id(v, k)
-				continue
 			}
 		}
-		raw, err := json.Marshal(v)
-		if err != nil {
-			d.add(k, "type", "must be valid JSON")
+	}
+	// Unknown fields are kept as written (without insignificant spaces):
+	// reading them cost nothing beyond the bytes, and writing them back
+	// cannot differ from what the sender sent.
+	extra := 0
+	for _, m := range members {
+		inner := m.key[1 : len(m.key)-1]
+		var k string
+		if bytes.IndexByte(inner, '\\') >= 0 {
+			k = unquoteKey(m.key) // rare: a key spelled with escapes
+			if known(typ, k) {
+				c.mem += memberCost(k, m)
+				continue
+			}
+		} else if known(typ, string(inner)) {
+			c.mem += memberCost(string(inner), m)
+			continue
+		} else {
+			k = string(inner)
+		}
+		if m.deep {
 			continue
 		}
 		if c.Extra == nil {
 			c.Extra = make(map[string][]byte)
 		}
-		c.Extra[k] = raw
+		c.Extra[k] = appendCompact(make([]byte, 0, len(m.value)), m.value)
+		c.mem += costBytes(len(k)) + costBytes(len(m.value))
+		extra++
 	}
-	if d.errs != nil {
-		return e, d.result()
+	c.mem += costExtra(extra)
+	for _, t := range [...]time.Time{c.Timestamp, c.OriginalTimestamp, c.SentAt} {
+		c.mem += locationCost(t)
 	}
-	return e, nil
+	return e, d
+}
+
+// memberCost is the heap estimate of a known member once decoded.
+func memberCost(k string, m member) int {
+	switch k {
+	case "type", "receivedAt", "timestamp", "originalTimestamp", "sentAt":
+		return 0 // a constant, a time (see locationCost), or not kept
+	case "context", "integrations", "properties", "traits", "version":
+		return m.mem
+	}
+	// A string field holds the text without the interface that boxed it.
+	return max(0, m.mem-16)
+}
+
+// locationCost is the heap of t's zone: time.Parse shares one *Location for
+// UTC and for each whole hour from -12 to +14, and allocates one for any
+// other offset.
+func locationCost(t time.Time) int {
+	if t.IsZero() {
+		return 0
+	}
+	if _, off := t.Zone(); off%3600 != 0 || off < -12*3600 || off > 14*3600 {
+		return costLocation
+	}
+	return 0
+}
+
+// known reports whether k is a field of Common or of events of type t,
+// which MarshalJSON writes itself.
+func known(t Type, k string) bool {
+	if knownFields[k] {
+		return true
+	}
+	switch t {
+	case TypeTrack:
+		return k == "event" || k == "properties"
+	case TypeIdentify:
+		return k == "traits"
+	case TypePage, TypeScreen:
+		return k == "name" || k == "category" || k == "properties"
+	case TypeGroup:
+		return k == "groupId" || k == "traits"
+	case TypeAlias:
+		return k == "previousId"
+	}
+	return false
 }
 
 // Batch is the envelope of a /v1/batch (or /v1/import) request.
+//
+// DecodeBatch measures the batch-level fields as it reads them, and
+// [Batch.MergedSize] counts them so: replacing Context or Integrations
+// afterwards does not change what it counts. The events of one Batch may be
+// merged and enriched from several goroutines.
 type Batch struct {
-	// Batch holds the events, still as raw JSON; decode each with [Decode].
+	// Items holds the events, still as raw JSON; decode each with [Decode].
 	// The items are sub-slices of the data given to DecodeBatch.
-	Batch []json.RawMessage
+	Items []json.RawMessage
 	// WriteKey is the write key given in the body, if any.
 	WriteKey string
 	// SentAt is the batch-level sentAt, applied to items that have none.
 	SentAt time.Time
 	// Context is the batch-level context, merged under each item's own.
+	// Events that have no context of their own share this map after Merge.
 	Context map[string]any
 	// Integrations is the batch-level integrations object, merged under
-	// each item's own.
+	// each item's own, and shared like Context.
 	Integrations map[string]any
+
+	measured   bool
+	sentAtSize int
+	context    *batchField // nil when absent or empty
+	ints       *batchField
+	shared     *sharedContext // Context, as its events share it
+}
+
+// sharedContext is a batch-level context shared by the events that inherit
+// it, with the one copy of it holding context.ip that Enrich gives them all.
+// Neither map is written once events hold it.
+type sharedContext struct {
+	m      map[string]any
+	mu     sync.Mutex
+	ip     string
+	withIP map[string]any
+}
+
+// withIP returns m with context.ip set to ip, made once for all the events.
+func (s *sharedContext) with(ip string) map[string]any {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.withIP == nil || s.ip != ip {
+		m := make(map[string]any, len(s.m)+1)
+		maps.Copy(m, s.m)
+		m["ip"] = ip
+		s.withIP, s.ip = m, ip
+	}
+	return s.withIP
+}
+
+// sameMap reports whether a and b are one map, not merely equal ones.
+func sameMap(a, b map[string]any) bool {
+	return a != nil && b != nil && reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer()
+}
+
+// batchField is what MergedSize and Merge need to know of a batch-level
+// context or integrations object.
+type batchField struct {
+	whole   int    // bytes of the member as written, comma included
+	entries int    // bytes of its members as written, commas included
+	mem     int    // heap estimate of the decoded map
+	raw     []byte // the object as written, for keys
+	once    sync.Once
+	keys    map[string]int // bytes of one member of each key
+}
+
+// keySizes returns the bytes of one member of each key, as written. They
+// are needed only for events with a context (or integrations) of their own,
+// so they are measured when first asked for.
+func (f *batchField) keySizes() map[string]int {
+	f.once.Do(func() {
+		if f.raw == nil {
+			return // measured by measureMap
+		}
+		sc := scanObject(f.raw, 2, "", nil)
+		f.keys = make(map[string]int, len(sc.members))
+		for _, m := range sc.members {
+			f.keys[unquoteKey(m.key)] = len(m.key) + len(":,") + len(m.value)
+		}
+	})
+	return f.keys
 }
 
 // DecodeBatch parses the envelope of a batch request. Its keys ("batch",
 // "writeKey", "sentAt", "context", "integrations") are matched exactly, as
 // an event's are. A missing or non-array
 // "batch" field, or a batch-level field of the wrong type, is a
-// [*ValidationError]; the envelope is then returned too, with the fields that
-// could be read (so a caller can still check its writeKey).
+// [*ValidationError]; so is a batch-level context or integrations object
+// that an event could not hold (nested deeper than [MaxDepth], or not
+// UTF-8). The envelope is then returned too, with the fields that could be
+// read (so a caller can still check its writeKey).
 func DecodeBatch(data []byte) (*Batch, error) {
 	data = bytes.Trim(data, jsonSpace)
 	if len(data) == 0 || data[0] != '{' {
@@ -160,26 +328,28 @@ func DecodeBatch(data []byte) (*Batch, error) {
 		}
 	})
 	var d decoder
-	b := &Batch{}
+	b := &Batch{measured: true}
 	switch {
 	case len(env.batch) == 0 || isNull(env.batch):
 		d.add("batch", "required", "cannot be blank")
 	case env.batch[0] != '[':
 		d.add("batch", "type", "must be an array of events")
 	default:
-		b.Batch = elements(env.batch)
+		b.Items = elements(env.batch)
 	}
 	if v, ok := d.rawValue(env.writeKey, "writeKey"); ok {
 		b.WriteKey = d.str(v, "writeKey")
 	}
 	if v, ok := d.rawValue(env.sentAt, "sentAt"); ok {
 		b.SentAt = d.time(v, "sentAt")
+		if !b.SentAt.IsZero() {
+			b.sentAtSize = len(`"sentAt":,`) + len(env.sentAt)
+		}
 	}
-	if v, ok := d.rawValue(env.context, "context"); ok {
-		b.Context = d.object(v, "context")
-	}
-	if v, ok := d.rawValue(env.integrations, "integrations"); ok {
-		b.Integrations = d.object(v, "integrations")
+	b.Context, b.context = d.batchObject(env.context, "context")
+	b.Integrations, b.ints = d.batchObject(env.integrations, "integrations")
+	if len(b.Context) > 0 {
+		b.shared = &sharedContext{m: b.Context}
 	}
 	if d.errs != nil {
 		return b, d.result()
@@ -187,32 +357,183 @@ func DecodeBatch(data []byte) (*Batch, error) {
 	return b, nil
 }
 
+// batchObject decodes and measures the batch-level object raw, named name.
+func (d *decoder) batchObject(raw []byte, name string) (map[string]any, *batchField) {
+	if len(raw) == 0 || isNull(raw) {
+		return nil, nil
+	}
+	if raw[0] != '{' {
+		d.add(name, "type", "must be an object")
+		return nil, nil
+	}
+	// The object sits at level 2 of each event that inherits it.
+	var buf [24]member
+	sc := scanObject(raw, 2, name, buf[:0])
+	if fail := sc.fail(); fail != nil {
+		d.errs = append(d.errs, fail...)
+		return nil, nil
+	}
+	v, ok := d.rawValue(raw, name)
+	if !ok {
+		return nil, nil
+	}
+	m := d.object(v, name)
+	if len(m) == 0 {
+		return m, nil
+	}
+	f := &batchField{whole: len(`"":,`) + len(name) + len(raw), mem: sc.mem, raw: raw}
+	for _, mb := range sc.members {
+		f.entries += len(mb.key) + len(":,") + len(mb.value)
+	}
+	return m, f
+}
+
+// MergedSize returns the size in bytes of e once [Batch.Merge] has applied
+// the batch-level sentAt, context and integrations: the JSON e was decoded
+// from, plus the batch-level members it inherits, each counted as written
+// in the request. The request limits apply to it as they apply to the
+// JSON of a single event, so that a batch-level field costs what the same
+// field written into each item would: check it against the limit of one
+// event, and the sum over a batch against [MaxMergedBatchBytes], before
+// Merge.
+//
+// It is at least the length of the merged event written as compact JSON,
+// each key and value spelled as in the request, and at most the item's
+// length plus the batch-level members'. MarshalJSON may write more than
+// MergedSize, by the escapes it adds as encoding/json does (5 bytes for
+// each <, > or & written unescaped in the item or the batch-level context
+// and integrations, 3 for each U+2028 or U+2029) and by at most 16 bytes
+// more (quotes around numeric ids, a colon in a "+0530" offset).
+//
+// MergedSize costs O(1), or O(keys) of e's own context and integrations
+// when the batch has such fields too (the first such event of a batch also
+// has the batch's keys measured, once). It changes neither e nor b's fields.
+// For an event already merged it returns the size Merge recorded.
+func (b *Batch) MergedSize(e Event) int {
+	c := e.Fields()
+	if c.merged {
+		return c.size
+	}
+	ctx, ints, sentAt := b.measure()
+	n := c.size
+	if c.SentAt.IsZero() && !b.SentAt.IsZero() {
+		n += sentAt
+	}
+	return n + ctx.inherited(c.Context) + ints.inherited(c.Integrations)
+}
+
+// inherited returns the bytes that merging f under own adds.
+func (f *batchField) inherited(own map[string]any) int {
+	if f == nil {
+		return 0
+	}
+	if len(own) == 0 {
+		return f.whole
+	}
+	n := f.entries
+	keys := f.keySizes()
+	for k := range own {
+		n -= keys[k]
+	}
+	return n
+}
+
+// heap returns the heap estimate of the decoded map.
+func (f *batchField) heap() int {
+	if f == nil {
+		return 0
+	}
+	return f.mem
+}
+
+// measure returns the measures of the batch-level fields: those DecodeBatch
+// took, or for a Batch built in Go, measures taken now by encoding them.
+func (b *Batch) measure() (ctx, ints *batchField, sentAt int) {
+	if b.measured {
+		return b.context, b.ints, b.sentAtSize
+	}
+	if !b.SentAt.IsZero() {
+		sentAt = len(`"sentAt":"",`) + len(b.SentAt.Format(time.RFC3339Nano))
+	}
+	return measureMap("context", b.Context), measureMap("integrations", b.Integrations), sentAt
+}
+
+// measureMap measures a batch-level map built in Go by encoding it.
+func measureMap(name string, m map[string]any) *batchField {
+	if len(m) == 0 {
+		return nil
+	}
+	f := &batchField{keys: make(map[string]int, len(m)), mem: memOf(m)}
+	for k, v := range m {
+		w := writer{depth: 1}
+		w.b = appendString(w.b, k)
+		w.value(v)
+		n := len(w.b) + len(":,")
+		f.keys[k] = n
+		f.entries += n
+	}
+	f.whole = len(`"":{}`) + len(name) + f.entries
+	return f
+}
+
 // Merge applies the batch-level sentAt, context and integrations to e, as
 // Segment does: the item's own values win, key by key for context and
-// integrations.
+// integrations. Merge does nothing to an event it has already merged.
+//
+// An event without a context (or integrations) of its own is given the
+// batch's map itself, shared with the Batch and the other events: a batch
+// costs its context once, however many events inherit it. Treat these maps
+// as read-only, as every integration must treat events. [Enrich] never
+// writes into them: to add context.ip it gives the events one copy of the
+// batch's context holding it, made once per batch. An event with a context
+// of its own gets a new map holding both, which costs O(batch context):
+// check [Batch.MergedSize] first and refuse events over the limit, so that
+// the copy stays small.
 func (b *Batch) Merge(e Event) {
 	c := e.Fields()
+	if c.merged {
+		return
+	}
+	ctx, ints, _ := b.measure()
+	size := b.MergedSize(e)
 	if c.SentAt.IsZero() {
 		c.SentAt = b.SentAt
 	}
-	c.Context = mergeUnder(c.Context, b.Context)
-	c.Integrations = mergeUnder(c.Integrations, b.Integrations)
+	var mem int
+	if len(c.Context) == 0 && len(b.Context) > 0 {
+		c.Context, mem = b.Context, ctx.heap()
+		c.shared = b.shared
+		if c.shared == nil || !sameMap(c.shared.m, b.Context) {
+			c.shared = &sharedContext{m: b.Context} // a Batch built or changed in Go
+		}
+	} else {
+		c.Context, mem = mergeUnder(c.Context, b.Context, ctx.heap())
+	}
+	if c.mem > 0 {
+		c.mem += mem
+	}
+	c.Integrations, mem = mergeUnder(c.Integrations, b.Integrations, ints.heap())
+	if c.mem > 0 {
+		c.mem += mem
+	}
+	c.size = size
+	c.merged = true
 }
 
-// mergeUnder returns own with the keys of base that own lacks. It does not
-// modify base, which is shared by every item of a batch.
-func mergeUnder(own, base map[string]any) map[string]any {
+// mergeUnder returns own with the keys of base that own lacks (base itself
+// when own is empty), and the heap it adds to the event (baseMem being
+// base's). It never modifies own or base.
+func mergeUnder(own, base map[string]any, baseMem int) (map[string]any, int) {
 	if len(base) == 0 {
-		return own
+		return own, 0
+	}
+	if len(own) == 0 {
+		return base, baseMem
 	}
 	out := make(map[string]any, len(own)+len(base))
-	for k, v := range base {
-		out[k] = v
-	}
-	for k, v := range own {
-		out[k] = v
-	}
-	return out
+	maps.Copy(out, base)
+	maps.Copy(out, own)
+	return out, baseMem + costObject(len(out))
 }
 
 // jsonSpace is the whitespace JSON allows around a value.
@@ -359,7 +680,7 @@ func (d *decoder) time(v any, field string) time.Time {
 	case nil:
 		return time.Time{}
 	case string:
-		t, err := ParseTime(v)
+		t, err := parseTime(v)
 		if err != nil {
 			d.add(field, "format", "must be an RFC 3339 timestamp")
 		}
@@ -387,10 +708,10 @@ var timeLayouts = []string{
 	"2006-01-02T15:04:05.999999999Z0700",
 }
 
-// ParseTime parses a timestamp as Segment SDKs send it: RFC 3339 with any
+// parseTime parses a timestamp as Segment SDKs send it: RFC 3339 with any
 // offset and any number of fractional digits, or the same with a colon-less
 // offset ("+0000"). The result keeps the sender's offset.
-func ParseTime(s string) (time.Time, error) {
+func parseTime(s string) (time.Time, error) {
 	var err error
 	for _, layout := range timeLayouts {
 		var t time.Time

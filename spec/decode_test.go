@@ -288,7 +288,7 @@ func TestDecodeSDKPayloads(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Decode: %v", err)
 			}
-			if got, want := reflect.TypeOf(e), reflect.TypeOf(New(w.typ)); got != want {
+			if got, want := reflect.TypeOf(e), reflect.TypeOf(newEvent(w.typ)); got != want {
 				t.Fatalf("Decode returned %v, want %v", got, want)
 			}
 			c := e.Fields()
@@ -319,8 +319,8 @@ func TestDecodeSDKPayloads(t *testing.T) {
 			if !slices.Equal(extra, w.extra) {
 				t.Errorf("Extra keys = %q, want %q", extra, w.extra)
 			}
-			if c.Size() != len(data) {
-				t.Errorf("Size() = %d, want %d", c.Size(), len(data))
+			if c.Size() < len(data) {
+				t.Errorf("Size() = %d, less than the %d bytes of JSON", c.Size(), len(data))
 			}
 			if err := e.Validate(); err != nil {
 				t.Errorf("Validate: %v", err)
@@ -440,9 +440,9 @@ func TestDecodeTimestamps(t *testing.T) {
 				if _, off := got.Zone(); off != tt.offset {
 					t.Errorf("%s offset = %d, want %d", field, off, tt.offset)
 				}
-				direct, err := ParseTime(tt.in)
+				direct, err := parseTime(tt.in)
 				if err != nil || !direct.Equal(want) {
-					t.Errorf("ParseTime(%q) = %v, %v", tt.in, direct, err)
+					t.Errorf("parseTime(%q) = %v, %v", tt.in, direct, err)
 				}
 			})
 		}
@@ -477,7 +477,7 @@ func TestDecodeTimestampErrors(t *testing.T) {
 	}
 }
 
-// TestParseTimeMarshals checks that every time ParseTime accepts can be
+// TestParseTimeMarshals checks that every time parseTime accepts can be
 // written back by MarshalJSON: an accepted timestamp must never make an
 // accepted event impossible to store or forward.
 func TestParseTimeMarshals(t *testing.T) {
@@ -492,12 +492,12 @@ func TestParseTimeMarshals(t *testing.T) {
 		"9999-12-31T23:59:59.999999999+23:59",
 	} {
 		t.Run(s, func(t *testing.T) {
-			ts, err := ParseTime(s)
+			ts, err := parseTime(s)
 			if err != nil {
 				return // rejected: nothing to write back
 			}
 			if _, err := json.Marshal(ts); err != nil {
-				t.Errorf("ParseTime(%q) accepted %v, which cannot be marshalled: %v", s, ts, err)
+				t.Errorf("parseTime(%q) accepted %v, which cannot be marshalled: %v", s, ts, err)
 			}
 			e := &Track{Common: Common{Type: TypeTrack, UserID: "u", Timestamp: ts}, Event: "E"}
 			if _, err := e.MarshalJSON(); err != nil {
@@ -529,7 +529,7 @@ func TestDecodeNumericIDs(t *testing.T) {
 		{"groupId beyond int64", TypeGroup, "groupId", `123456789012345678901234567890`, "123456789012345678901234567890"},
 		{"previousId integer", TypeAlias, "previousId", `98765`, "98765"},
 		{"userId string of digits", TypeIdentify, "userId", `"12345"`, "12345"},
-		{"userId with escapes", TypeIdentify, "userId", `"caf\u00e9\n"`, "café\n"},
+		{"userId with escapes", TypeIdentify, "userId", `"caf\u00e9\/\ud83c\udf89"`, "café/🎉"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -866,16 +866,16 @@ func TestDecodeDuplicateKeysLastWins(t *testing.T) {
 	}
 }
 
-func TestNew(t *testing.T) {
+func TestNewEvent(t *testing.T) {
 	for _, typ := range []Type{TypeTrack, TypeIdentify, TypePage, TypeScreen, TypeGroup, TypeAlias} {
-		e := New(typ)
+		e := newEvent(typ)
 		if e == nil || e.Fields().Type != typ || !typ.Valid() {
-			t.Errorf("New(%q) = %#v", typ, e)
+			t.Errorf("newEvent(%q) = %#v", typ, e)
 		}
 	}
 	for _, typ := range []Type{"", "Track", "batch", "import"} {
-		if e := New(typ); e != nil || typ.Valid() {
-			t.Errorf("New(%q) = %#v, Valid = %v; want nil, false", typ, e, typ.Valid())
+		if e := newEvent(typ); e != nil || typ.Valid() {
+			t.Errorf("newEvent(%q) = %#v, Valid = %v; want nil, false", typ, e, typ.Valid())
 		}
 	}
 }

@@ -39,11 +39,57 @@ func FuzzValueMatchesEncodingJSON(f *testing.F) {
 		want, err := json.Marshal(v)
 		w := &writer{}
 		w.value(v)
+		if depthOf(v) > MaxDepth {
+			// Deeper than an event may be: the writer refuses it.
+			if w.err == nil {
+				t.Fatalf("writer wrote a value %d levels deep", depthOf(v))
+			}
+			return
+		}
 		if (err != nil) != (w.err != nil) {
 			t.Fatalf("errors differ: encoding/json %v, writer %v", err, w.err)
 		}
 		if err == nil && !bytes.Equal(w.b, want) {
 			t.Errorf("writer = %s, encoding/json = %s", w.b, want)
+		}
+	})
+}
+
+// depthOf returns the nesting of objects and arrays in v (0 for a scalar).
+func depthOf(v any) int {
+	d := 0
+	switch v := v.(type) {
+	case map[string]any:
+		for _, x := range v {
+			d = max(d, depthOf(x))
+		}
+	case []any:
+		for _, x := range v {
+			d = max(d, depthOf(x))
+		}
+	default:
+		return 0
+	}
+	return d + 1
+}
+
+// FuzzAppendCompactMatchesEncodingJSON checks that Extra values are
+// written as encoding/json writes a json.RawMessage.
+func FuzzAppendCompactMatchesEncodingJSON(f *testing.F) {
+	for _, s := range []string{`{"a" : [1, "<b>&</b>", "\u2028\u2029"]}`, "\"\u2028 \u2029 \xe2\x80\"", ` "x" `, `[{"k":"\"<"}]`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		raw = bytes.TrimSpace(raw)
+		if !json.Valid(raw) {
+			t.Skip()
+		}
+		want, err := json.Marshal(json.RawMessage(raw))
+		if err != nil {
+			t.Skip()
+		}
+		if got := appendCompact(nil, raw); !bytes.Equal(got, want) {
+			t.Errorf("appendCompact(%q) = %q, encoding/json = %q", raw, got, want)
 		}
 	})
 }

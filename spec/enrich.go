@@ -1,9 +1,9 @@
 package spec
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"time"
+
+	"github.com/google/uuid"
 )
 
 // MaxSendDelay is the longest time between an event and its sending (sentAt
@@ -30,11 +30,17 @@ const MaxSendDelay = 30 * 24 * time.Hour
 //     a pair says nothing reliable about the clock, and arithmetic on
 //     arbitrary years must not overflow;
 //   - context.ip is set to ip when the context has none (or null) and ip is
-//     not empty.
+//     not empty. A context shared with a batch ([Batch.Merge]) is never
+//     written: the event is given a copy holding the ip instead, one copy
+//     for all the events of the batch that are given the same ip.
+//
+// Enrich writes only into e and into maps e alone holds.
 func Enrich(e Event, receivedAt time.Time, ip string) {
 	c := e.Fields()
+	mem := 0
 	if c.MessageID == "" {
-		c.MessageID = NewMessageID()
+		c.MessageID = uuid.NewString() // random, version 4
+		mem += costBytes(len(c.MessageID))
 	}
 	c.ReceivedAt = receivedAt
 	explicit := !c.Timestamp.IsZero() && !c.OriginalTimestamp.IsZero()
@@ -54,31 +60,23 @@ func Enrich(e Event, receivedAt time.Time, ip string) {
 			}
 		}
 	}
-	if ip != "" {
-		if v, ok := c.Context["ip"]; !ok || v == nil {
-			if c.Context == nil {
-				c.Context = make(map[string]any, 1)
-			}
+	if v, ok := c.Context["ip"]; ip != "" && (!ok || v == nil) {
+		n := len(c.Context)
+		mem += costBytes(len("ip")) + costString(len(ip))
+		switch {
+		case c.shared != nil:
+			// Still shared, by the batch's events given this ip.
+			c.Context = c.shared.with(ip)
+			mem += costObject(n + 1)
+		case c.Context == nil:
+			c.Context = map[string]any{"ip": ip}
+			mem += costObject(1)
+		default: // the event's own map, which may grow
 			c.Context["ip"] = ip
+			mem += max(0, costObject(n+1)-costObject(n))
 		}
 	}
-}
-
-// NewMessageID returns a random (version 4) UUID in its canonical text form.
-func NewMessageID() string {
-	var u [16]byte
-	_, _ = rand.Read(u[:]) // crypto/rand.Read never fails
-	u[6] = u[6]&0x0f | 0x40
-	u[8] = u[8]&0x3f | 0x80
-	var b [36]byte
-	hex.Encode(b[0:8], u[0:4])
-	b[8] = '-'
-	hex.Encode(b[9:13], u[4:6])
-	b[13] = '-'
-	hex.Encode(b[14:18], u[6:8])
-	b[18] = '-'
-	hex.Encode(b[19:23], u[8:10])
-	b[23] = '-'
-	hex.Encode(b[24:], u[10:])
-	return string(b[:])
+	if c.mem > 0 {
+		c.mem += mem
+	}
 }

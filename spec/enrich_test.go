@@ -8,15 +8,19 @@ import (
 
 var uuidV4 = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
 
-func TestNewMessageID(t *testing.T) {
+// TestEnrichGeneratesMessageIDs checks the ids Enrich generates: canonical
+// version 4 UUIDs, never repeated.
+func TestEnrichGeneratesMessageIDs(t *testing.T) {
 	seen := make(map[string]bool)
 	for range 1000 {
-		id := NewMessageID()
+		e := &Track{Common: Common{Type: TypeTrack, UserID: "u"}, Event: "E"}
+		Enrich(e, time.Now(), "")
+		id := e.MessageID
 		if !uuidV4.MatchString(id) {
-			t.Fatalf("NewMessageID() = %q, not a canonical version 4 UUID", id)
+			t.Fatalf("generated messageId %q is not a canonical version 4 UUID", id)
 		}
 		if seen[id] {
-			t.Fatalf("NewMessageID() repeated %q", id)
+			t.Fatalf("generated messageId %q repeated", id)
 		}
 		seen[id] = true
 	}

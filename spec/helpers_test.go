@@ -192,7 +192,7 @@ func normalized(e Event) Event {
 		panic("unknown event type")
 	}
 	f := c.Fields()
-	f.size = 0
+	f.size, f.mem, f.shared, f.merged = 0, 0, nil, false
 	f.Timestamp, f.OriginalTimestamp, f.SentAt, f.ReceivedAt = time.Time{}, time.Time{}, time.Time{}, time.Time{}
 	f.Context = nilIfEmpty(f.Context)
 	f.Integrations = nilIfEmpty(f.Integrations)

@@ -13,10 +13,35 @@
 //   - timestamps are RFC 3339 strings with any offset;
 //   - ids (userId, anonymousId, groupId, previousId, messageId) may be JSON
 //     strings or numbers; numbers are kept as strings, digit for digit;
-//   - fields this package does not know are kept in [Common.Extra] and written
-//     back out by MarshalJSON, so nothing a sender adds is stripped;
+//   - fields this package does not know are kept in [Common.Extra], as the
+//     sender wrote them, and written back out by MarshalJSON, so nothing a
+//     sender adds is stripped;
 //   - a known field with the wrong JSON type (a string for properties, an
 //     object for userId, ...) is a [*ValidationError] that names the field.
+//
+// # Text
+//
+// JSON must be UTF-8 (RFC 8259), and every Segment SDK sends it so. Decode
+// refuses a string or key holding bytes that are not UTF-8, wherever it is
+// (rule "utf8", naming the field), rather than replace them with U+FFFD as
+// encoding/json does: two different values must not silently become one.
+// An escaped lone surrogate ("\ud800", which JavaScript produces when it
+// cuts a string inside an emoji) is well-formed JSON; outside ids it is
+// decoded as U+FFFD, as every JSON decoder does. An id is the identity of a
+// user, group or message, so Validate holds ids to more: an id holding
+// U+FFFD (whether sent as such, as a lone surrogate or as an invalid byte) is
+// refused (rule "utf8"), and so is an id holding a control character,
+// U+0000 to U+001F or U+007F (rule "control"). Other strings may hold control
+// characters, escaped as JSON requires.
+//
+// # Limits
+//
+// An event may nest objects and arrays [MaxDepth] levels deep; Decode refuses
+// more (rule "depth"), and MarshalJSON writes no more. An event has two
+// sizes: [Batch.MergedSize] is the length of its JSON once the batch-level
+// fields are applied, which the request limits bound (one event, and
+// [MaxMergedBatchBytes] for a batch), and [Common.Size] is the memory it
+// holds once decoded, which the queues bound.
 package spec
 
 import (
@@ -54,6 +79,28 @@ const (
 	MaxEventNameLength = 200
 )
 
+// MaxDepth is the deepest nesting of JSON objects and arrays an event may
+// hold, the event's own object being the first level: in
+// {"properties":{"items":[1]}} the array is at level 3. Decode refuses an
+// event nested deeper (rule "depth") and MarshalJSON refuses to write one, so
+// an event accepted is an event that can be written out.
+//
+// Segment SDK payloads nest a handful of levels (context.page.url,
+// properties.products[0].price); 64 leaves ten times that for the sender's
+// own properties, while keeping small what a hostile event can cost: the
+// decoder's and encoder's recursion, and the field path named in an error.
+const MaxDepth = 64
+
+// MaxMergedBatchBytes bounds the events of one batch together, each counted
+// by its [Batch.MergedSize]: 2,048,000 bytes, four times Segment's 500 KB
+// limit on a batch request. A batch-level context or integrations object
+// counts once for each event that inherits it, as if each event carried its
+// own copy, which is what each costs downstream (every integration writes
+// the merged event); the bound stops a small request from becoming
+// gigabytes. Real SDKs stay far below it: analytics-go's batch-level context
+// is its library's name and version, 60 bytes.
+const MaxMergedBatchBytes = 4 * 500 << 10
+
 // Event is one Segment call: a *Track, *Identify, *Page, *Screen, *Group or *Alias.
 //
 // Events handed to integrations are shared between them and must be treated
@@ -62,8 +109,9 @@ type Event interface {
 	// Fields returns the fields every Segment call shares. The pointer refers
 	// into the event itself, so changes through it change the event.
 	Fields() *Common
-	// Validate checks the event against the rules of its call. It returns
-	// nil or a *ValidationError.
+	// Validate checks the event against the rules of its call, and every
+	// id present against the rules of ids' text (see the package doc). It
+	// returns nil or a *ValidationError.
 	Validate() error
 	// MarshalJSON writes the event as Segment JSON, unknown fields included.
 	MarshalJSON() ([]byte, error)
@@ -101,18 +149,30 @@ type Common struct {
 	// clears it once it has checked it, so integrations see it empty.
 	WriteKey string `json:"writeKey,omitempty"`
 	// Extra holds the top-level fields this package does not know, as raw
-	// JSON, keyed by field name. MarshalJSON writes them back out.
+	// JSON, keyed by field name; Decode keeps them as the sender wrote them,
+	// without insignificant spaces. MarshalJSON writes them back out.
 	Extra map[string][]byte `json:"-"`
 
-	size int
+	size   int            // bytes of the JSON decoded, merged with the batch's fields
+	mem    int            // estimate of the heap held; see Size
+	shared *sharedContext // set while Context is shared with a batch's other events
+	merged bool           // Batch.Merge was applied
 }
 
 // Fields returns c. It lets every event type satisfy [Event].
 func (c *Common) Fields() *Common { return c }
 
-// Size returns the length in bytes of the JSON the event was decoded from, or
-// 0 for an event built in Go.
-func (c *Common) Size() int { return c.size }
+// Size returns an upper bound of the bytes of memory a decoded event holds,
+// as the Manager's queues count them: a queue bounded in bytes holds no more
+// events than fit in its memory budget, whatever their shape. It is not the
+// length of the JSON: 30 KB of JSON holding thousands of empty objects
+// decodes into hundreds of kilobytes of maps. A context or integrations
+// object shared with a batch ([Batch.Merge]) counts in full for each event
+// that holds it.
+//
+// Size returns 0 for an event built in Go rather than decoded; the caller
+// then chooses its own estimate.
+func (c *Common) Size() int { return c.mem }
 
 // Track records an action a user performed.
 type Track struct {
@@ -168,9 +228,9 @@ type Alias struct {
 	PreviousID string `json:"previousId"`
 }
 
-// New returns an empty event of type t with its Type set, or nil if t is not
-// a Segment call type.
-func New(t Type) Event {
+// newEvent returns an empty event of type t with its Type set, or nil if t
+// is not a Segment call type.
+func newEvent(t Type) Event {
 	var e Event
 	switch t {
 	case TypeTrack:

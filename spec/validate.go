@@ -5,19 +5,23 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/invopop/validation"
 )
 
 // FieldError is one broken rule.
 type FieldError struct {
-	// Field is the JSON name of the field, with dots for nesting
-	// ("context.ip"); for a batch item, the handler prefixes nothing and
+	// Field is the JSON name of the field, with dots for nesting and [i]
+	// for an array element ("context.ip", "properties.products[2].sku"),
+	// cut to 200 bytes; for a batch item, the handler prefixes nothing and
 	// reports the item's index separately.
 	Field string `json:"field"`
 	// Rule names the rule that failed: "required", "type", "format",
-	// "length", "identity", "in", "size" (a batch item over the size
-	// limit), or "invalid" for a rule without a name.
+	// "length", "identity", "in", "utf8" (text that is not UTF-8, or an id
+	// holding U+FFFD), "control" (an id holding a control character),
+	// "depth" (nested deeper than MaxDepth), "size" (a batch item over the
+	// size limit), or "invalid" for a rule without a name.
 	Rule string `json:"rule"`
 	// Message says what the rule expects, in English.
 	Message string `json:"message"`
@@ -55,7 +59,38 @@ func (e *ValidationError) sort() {
 var (
 	errIdentity = validation.NewError("identity", "userId or anonymousId is required")
 	errLength   = validation.NewError("length", "must be at most {{.max}} characters")
+	errUTF8     = validation.NewError("utf8", "must be valid UTF-8 text, without U+FFFD (an invalid byte or a lone surrogate decodes to it)")
+	errControl  = validation.NewError("control", "must not hold control characters (U+0000 to U+001F, U+007F)")
 )
+
+// idText is the rule for an id's text. It refuses U+FFFD and invalid UTF-8
+// (rule "utf8"): encoding/json decodes an invalid byte and a lone surrogate
+// escape alike as U+FFFD, so two different ids sent that way would become
+// one user. It refuses control characters (rule "control"): they are
+// invisible wherever the id is shown, and no SDK generates them. It reads
+// the string without reflection, unlike the library's StringRule.
+type idText struct{}
+
+// Validate implements validation.Rule.
+func (idText) Validate(value any) error {
+	s, _ := value.(string)
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c < 0x20 || c == 0x7f {
+				return errControl
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError {
+			return errUTF8
+		}
+		i += size
+	}
+	return nil
+}
 
 func maxLen(n int) validation.Rule {
 	return validation.RuneLength(0, n).ErrorObject(errLength.SetParams(map[string]any{"max": n}))
@@ -94,13 +129,13 @@ func (c *checks) result() error {
 
 // The rule lists are built once; rules hold no state.
 var (
-	idRules         = []validation.Rule{idLength}
-	requiredIDRules = []validation.Rule{validation.Required, idLength}
+	idRules         = []validation.Rule{idText{}, idLength}
+	requiredIDRules = []validation.Rule{validation.Required, idText{}, idLength}
 	identityRules   = []validation.Rule{identityRequired}
 	eventNameRules  = []validation.Rule{validation.Required, eventNameLength}
 )
 
-// common checks the shared fields: messageId's length and, when
+// common checks the shared fields: each id's text and length and, when
 // needIdentity, userId or anonymousId.
 func (c *Common) common(ck *checks, needIdentity bool) {
 	ck.field("messageId", c.MessageID, idRules...)
