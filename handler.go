@@ -364,19 +364,32 @@ func (h *Handler) decode(body []byte, typ spec.Type) (c *call, status int, answe
 		return c, http.StatusBadRequest, h.invalid(err)
 	}
 	switch {
-	case len(b.Batch) == 0:
+	case len(b.Items) == 0:
 		return c, http.StatusBadRequest, errorBody{Error: "Invalid batch", Fields: []spec.FieldError{{Field: "batch", Rule: "required", Message: "must hold at least one event"}}}
-	case len(b.Batch) > h.maxBatchEvents:
-		return c, http.StatusBadRequest, errorBody{Error: "Invalid batch", Fields: []spec.FieldError{{Field: "batch", Rule: "length", Message: fmt.Sprintf("holds %d events; the limit is %d", len(b.Batch), h.maxBatchEvents)}}}
+	case len(b.Items) > h.maxBatchEvents:
+		return c, http.StatusBadRequest, errorBody{Error: "Invalid batch", Fields: []spec.FieldError{{Field: "batch", Rule: "length", Message: fmt.Sprintf("holds %d events; the limit is %d", len(b.Items), h.maxBatchEvents)}}}
 	}
-	c.events = make([]spec.Event, 0, len(b.Batch))
-	for i, raw := range b.Batch {
+	// The batch-level context and integrations count in each event they
+	// are merged into: an item is refused when it is too large with them,
+	// and the whole batch when its events together are.
+	maxMerged := max(spec.MaxMergedBatchBytes, 4*h.maxBatchBytes)
+	merged := 0
+	c.events = make([]spec.Event, 0, len(b.Items))
+	for i, raw := range b.Items {
 		if len(raw) > h.maxEventBytes {
 			c.rejected = append(c.rejected, itemError{Index: i, Error: "Event too large", Fields: []spec.FieldError{{Rule: "size", Message: fmt.Sprintf("is %d bytes; the limit is %d", len(raw), h.maxEventBytes)}}})
 			continue
 		}
 		e, err := spec.Decode(raw, "")
 		if err == nil {
+			n := b.MergedSize(e)
+			if n > h.maxEventBytes {
+				c.rejected = append(c.rejected, itemError{Index: i, Error: "Event too large", Fields: []spec.FieldError{{Rule: "size", Message: fmt.Sprintf("is %d bytes with the batch-level context and integrations; the limit is %d", n, h.maxEventBytes)}}})
+				continue
+			}
+			if merged += n; merged > maxMerged {
+				return c, http.StatusRequestEntityTooLarge, errorBody{Error: fmt.Sprintf("Batch too large: its events hold over %d bytes with the batch-level context and integrations applied to each; send fewer events at a time", maxMerged)}
+			}
 			b.Merge(e)
 			err = e.Validate()
 		}
