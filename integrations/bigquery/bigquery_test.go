@@ -246,12 +246,13 @@ func TestRefusedSchemaPatchDropsNewValues(t *testing.T) {
 	if err := e.in.Batch(e.ctx, pages(t, "p1", 1, `{"a":"x"}`)); err != nil {
 		t.Fatal(err)
 	}
-	// BigQuery refuses the patch for good (too many columns, say).
+	// BigQuery refuses the patch (a 400: invalid).
 	e.srv.AddFault(fakebigquery.Fault{Op: fakebigquery.TablesPatch, Status: http.StatusBadRequest})
 	if err := e.in.Batch(e.ctx, pages(t, "p2", 2, `{"a":"y","b":"z"}`)); err != nil {
 		t.Fatal(err)
 	}
-	// The refusal is remembered: no new patch for the same column.
+	// The refusal is remembered for its backoff: no new patch for the
+	// same column meanwhile.
 	if err := e.in.Batch(e.ctx, pages(t, "p3", 1, `{"b":"z"}`)); err != nil {
 		t.Fatal(err)
 	}

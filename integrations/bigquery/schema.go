@@ -57,9 +57,12 @@ const (
 // are forgotten, and so proposed again sooner.
 const maxRefusals = maxTableColumns
 
-// errNotTried marks columns left out of a schema change because narrowing a
-// refusal took too many calls.
-var errNotTried = errors.New("bigquery: not proposed: too many refused schema changes at once")
+// maxNarrowedGroup is the most columns of one row that a refused change is
+// narrowed down within, to find the one BigQuery will not take (a name, say)
+// and add the others. A row that brings more (only possible with
+// Options.MaxNewColumnsPerEvent raised) has its new columns refused as a
+// whole: splitting them would only fill the table with one event's columns.
+const maxNarrowedGroup = DefaultMaxNewColumnsPerEvent
 
 // column is one top-level column of a table.
 type column struct {
@@ -157,7 +160,7 @@ func (s *schema) isRefused(name string, now time.Time) bool {
 func (s *schema) lacks(rows []*row, now time.Time) bool {
 	for _, r := range rows {
 		for _, f := range r.fields {
-			if _, ok := s.cols[f.name]; ok || s.isRefused(f.name, now) || slices.Contains(r.drop, f.name) {
+			if _, ok := s.cols[f.name]; ok || s.isRefused(f.name, now) || r.capped[f.name] || slices.Contains(r.drop, f.name) {
 				continue
 			}
 			return true
@@ -171,7 +174,9 @@ func (s *schema) lacks(rows []*row, now time.Time) bool {
 // table at most its room under maxTableColumns, which goes to the rows that
 // need the fewest new columns first, so that one event that brings
 // thousands cannot crowd out the columns that other events need. The
-// columns a row may not add are noted in its skip. plan returns the columns
+// columns past a row's cap are noted in its capped, once and for all: the
+// cap holds across the schema changes of one write. Those the table has no
+// room for are noted in its skip. plan returns the columns
 // as groups, one per row that adds any, disjoint, smallest first, and each
 // column's rank in the order the rows first bring them, the order a schema
 // change lists them in; short reports that the table lacked room for some.
@@ -188,13 +193,16 @@ func (in *Integration) plan(t *table, s *schema, rows []*row, now time.Time) (gr
 		var cols []*bq.FieldSchema
 		n := 0
 		for _, f := range r.fields {
-			if _, ok := s.cols[f.name]; ok || s.isRefused(f.name, now) || slices.Contains(r.drop, f.name) {
+			if _, ok := s.cols[f.name]; ok || s.isRefused(f.name, now) || r.capped[f.name] || slices.Contains(r.drop, f.name) {
 				continue
 			}
 			fixed := t.layout.byName[f.name]
 			if fixed == nil {
 				if n >= in.opts.MaxNewColumnsPerEvent {
-					r.skip = append(r.skip, lost{column: f.name, reason: DropTooManyNewColumns})
+					if r.capped == nil {
+						r.capped = make(map[string]bool)
+					}
+					r.capped[f.name] = true
 					continue
 				}
 				n++
@@ -435,10 +443,13 @@ func (in *Integration) fetch(ctx context.Context, t *table, old *schema) (*schem
 }
 
 // patcher adds columns to a table. When BigQuery refuses a change as
-// invalid, it narrows the change down: it splits the groups of columns in
-// two and tries each half, then a lone group's columns, until the columns
-// BigQuery will not take are alone; those are refused, with a backoff, and
-// every other column is added. t.mu must be held while it runs.
+// invalid, it narrows the change down: it splits the groups of columns (one
+// per row) in two and tries each half, then a lone group's columns if they
+// are at most maxNarrowedGroup, until the columns BigQuery will not take are
+// alone; those are refused, with a backoff, and every other column is
+// added. It makes at most maxPatchCalls calls; columns not tried by then
+// are refused too, and tried again after the backoff. t.mu must be held
+// while it runs.
 type patcher struct {
 	in      *Integration
 	t       *table
@@ -446,7 +457,8 @@ type patcher struct {
 	rank    map[string]int // the order to list new columns in
 	calls   int
 	refused []string // columns refused during this run, for the log
-	err     error    // the last refusal
+	err     error    // the last refusal, classified
+	last    error    // the last refusal, as BigQuery answered
 }
 
 // add adds the columns of groups that s lacks, and returns the schema after.
@@ -458,16 +470,18 @@ func (p *patcher) add(ctx context.Context, s *schema, groups [][]*bq.FieldSchema
 		return s, nil
 	}
 	if p.calls >= maxPatchCalls {
-		return p.refuse(s, cols, errNotTried), nil
+		return p.refuse(s, cols, fmt.Errorf("bigquery: add columns to %s: not proposed after %d schema changes, the last refused: %w", p.t.name, p.calls, p.last)), nil
 	}
 	s, refused, err := p.patch(ctx, s, cols)
 	if err != nil || refused == nil {
 		return s, err
 	}
-	if len(cols) == 1 || !isInvalid(refused) {
-		// One column, or a refusal that is not about columns (a
-		// permission, say): narrowing cannot help.
-		return p.refuse(s, cols, classify("add columns to "+p.t.name, refused)), nil
+	cerr := classify("add columns to "+p.t.name, refused)
+	p.err, p.last = cerr, refused
+	if len(cols) == 1 || !isInvalid(refused) || len(groups) == 1 && len(cols) > maxNarrowedGroup {
+		// One column, a refusal that is not about columns (a
+		// permission, say), or one row's many columns: no narrowing.
+		return p.refuse(s, cols, cerr), nil
 	}
 	if len(groups) == 1 {
 		cols := groups[0]
@@ -571,7 +585,6 @@ func (p *patcher) refuse(s *schema, cols []*bq.FieldSchema, err error) *schema {
 			delete(refused, name)
 		}
 	}
-	p.err = err
 	p.in.stats.columnsRefused.Add(uint64(len(cols)))
 	ns := &schema{etag: s.etag, fields: s.fields, cols: s.cols, width: s.width, fetched: s.fetched, refused: refused}
 	p.t.state.Store(ns)
@@ -580,7 +593,7 @@ func (p *patcher) refuse(s *schema, cols []*bq.FieldSchema, err error) *schema {
 
 // logRefused logs the columns refused during the run, in one line.
 func (p *patcher) logRefused() {
-	if p.err == nil {
+	if len(p.refused) == 0 {
 		return
 	}
 	p.in.log.Warn("bigquery: columns refused; their values are left out until they are proposed again",
@@ -716,6 +729,9 @@ func (in *Integration) finalize(s *schema, r *row) (*saver, int) {
 
 // why says why the table lacks column name for r.
 func (in *Integration) why(s *schema, r *row, name string) lost {
+	if r.capped[name] {
+		return lost{column: name, reason: DropTooManyNewColumns}
+	}
 	if ref, ok := s.refused[name]; ok {
 		return lost{column: name, reason: DropColumnRefused, err: ref.err}
 	}
