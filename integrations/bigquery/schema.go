@@ -527,8 +527,8 @@ func (p *patcher) patch(ctx context.Context, s *schema, cols []*bq.FieldSchema) 
 		switch {
 		case err == nil:
 			in.stats.columnsAdded.Add(uint64(len(cols)))
-			names := make([]string, 0, min(len(cols), maxLoggedColumns))
-			for _, c := range cols[:cap(names)] {
+			var names []string
+			for _, c := range cols[:min(len(cols), maxLoggedColumns)] {
 				names = append(names, c.Name+" "+string(c.Type))
 			}
 			in.log.Info("bigquery: columns added", slog.String("table", t.name), slog.Int("count", len(cols)), slog.Any("columns", names))
