@@ -26,8 +26,9 @@
 // option.WithoutAuthentication().
 //
 // Faults are scripted with [Server.AddFault]: an error status for the next n
-// calls of an operation, optionally after applying the call (the answer is
-// lost, as on a network failure), or a delay.
+// calls of an operation (or of the schema changes that add one column),
+// optionally after applying the call (the answer is lost, as on a network
+// failure), or a delay.
 package fakebigquery
 
 import (
