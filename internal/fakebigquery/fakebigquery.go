@@ -25,6 +25,10 @@
 // [Server.NewClient], or with option.WithEndpoint([Server.Endpoint]) and
 // option.WithoutAuthentication().
 //
+// A tabledata.insertAll call whose caller has given up before it is
+// processed is not applied, so that a slow test machine does not lose
+// answers at random; Fault.Apply scripts that case.
+//
 // Faults are scripted with [Server.AddFault]: an error status for the next n
 // calls of an operation (or of the schema changes that add one column),
 // optionally after applying the call (the answer is lost, as on a network

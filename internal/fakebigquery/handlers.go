@@ -462,6 +462,12 @@ func (s *Server) insertAll(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "invalid", "No rows present in the request.")
 		return
 	}
+	if r.Context().Err() != nil {
+		// The caller gave up before the request was processed (a slow
+		// machine): it is not applied. Fault.Apply scripts the answer lost
+		// after applying.
+		return
+	}
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
