@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -542,5 +543,27 @@ func TestColumnFault(t *testing.T) {
 	srv.DeleteTable(project, "ds", "other")
 	if err := c.Dataset("ds").Table("other").Create(ctx, &bq.TableMetadata{Schema: bq.Schema{{Name: "bad", Type: bq.StringFieldType}}}); apiCode(err) != http.StatusBadRequest {
 		t.Fatalf("create other with the column: want 400, got %v", err)
+	}
+}
+
+func TestInsertAllOfAGoneCallerIsNotApplied(t *testing.T) {
+	srv := fakebigquery.NewHandler(nil)
+	if err := srv.CreateTable(project, "ds", "t", []fakebigquery.Field{{Name: "a", Type: "STRING"}}); err != nil {
+		t.Fatal(err)
+	}
+	body := `{"rows":[{"insertId":"1","json":{"a":"x"}}]}`
+	send := func(ctx context.Context) {
+		req := httptest.NewRequestWithContext(ctx, http.MethodPost, "/bigquery/v2/projects/proj/datasets/ds/tables/t/insertAll", strings.NewReader(body))
+		srv.ServeHTTP(httptest.NewRecorder(), req)
+	}
+	gone, cancel := context.WithCancel(t.Context())
+	cancel()
+	send(gone)
+	if n := len(srv.Rows(project, "ds", "t")); n != 0 {
+		t.Fatalf("a gone caller's row was stored")
+	}
+	send(t.Context())
+	if n := len(srv.Rows(project, "ds", "t")); n != 1 {
+		t.Fatalf("%d rows stored, want 1", n)
 	}
 }
