@@ -50,14 +50,14 @@ const (
 	DefaultMaxNewColumnsPerEvent = 100
 )
 
-// The batches the integration asks the Manager for, through
-// [Integration.Delivery]: up to BatchMaxEvents events or BatchMaxBytes,
-// sent at least every BatchInterval. They are larger than the Manager's own
-// defaults (opentrack.DefaultBatchMaxEvents and the like) so that a busy
-// collector sends full insertAll requests (500 rows) per table even when
-// events spread over many tables; a quiet one still writes every second.
-// The host's non-zero Options.Delivery fields (the Manager's, for every
-// integration, and this package's Options.Delivery) override them.
+// The integration's own batch defaults, which [Integration.Delivery] gives
+// the Manager (an [opentrack.DeliveryTuner]): up to BatchMaxEvents events or
+// BatchMaxBytes, sent at least every BatchInterval. They are larger than the
+// Manager's defaults (opentrack.DefaultBatchMaxEvents, 500, and the like)
+// so that a busy collector sends full insertAll requests (500 rows) per
+// table even when events spread over many tables; a quiet one still writes
+// every second. The host's non-zero Delivery fields override them: this
+// package's Options.Delivery, and the Manager's opentrack.Options.Delivery.
 const (
 	BatchMaxEvents = 5000
 	BatchMaxBytes  = 32 << 20
@@ -396,10 +396,10 @@ func credentialsFromEnv(getenv func(string) string) ([]option.ClientOption, erro
 // Name returns [Name], "BigQuery".
 func (in *Integration) Name() string { return Name }
 
-// Delivery asks the Manager for batches of up to BatchMaxEvents events or
-// BatchMaxBytes, sent at least every BatchInterval, with the non-zero fields
-// of Options.Delivery on top. The Manager's own Options.Delivery fills the
-// fields left zero here only.
+// Delivery gives the Manager the integration's own defaults: batches of up
+// to BatchMaxEvents events or BatchMaxBytes, sent at least every
+// BatchInterval, with the non-zero fields of Options.Delivery on top. The
+// host's non-zero opentrack.Options.Delivery fields win over them.
 func (in *Integration) Delivery() opentrack.Delivery {
 	d := in.opts.Delivery
 	if d.Batch.MaxEvents == 0 {
