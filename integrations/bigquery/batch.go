@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"slices"
 	"strings"
 	"sync"
@@ -40,10 +41,12 @@ const requestOverhead = 128
 // cannot fix are marked [opentrack.Permanent]. Rows BigQuery rejects for a
 // schema reason are retried alone after the schema is reread, so no row is
 // lost for a schema reason; other failures go back to the Manager's retries.
-// Batch does not keep events after it returns.
+// Values a stored row could not hold are counted in [Stats] and reported to
+// Options.OnDropped before Batch returns. Batch does not keep events after
+// it returns.
 func (in *Integration) Batch(ctx context.Context, events []spec.Event) error {
 	if in.closed.Load() {
-		return opentrack.Permanent(ErrClosed)
+		return opentrack.Permanent(fmt.Errorf("bigquery: %w", opentrack.ErrClosed))
 	}
 	now := in.now()
 	byTable := make(map[string][]*row)
@@ -130,22 +133,37 @@ const maxLanded = 100000
 // dedupe would drop the copies too, but BigQuery promises it only for about
 // a minute, and retries may come later. Entries leave when their event is
 // delivered, or, beyond maxLanded, oldest first.
+//
+// It has the design of the Manager's dedup window (64-bit hashes in a ring
+// and a map: a tenth of the memory of the keys, and a chance of a false
+// match of about maxLanded/2⁶⁴ per row), which is not exported; it stays a
+// type of its own because it remembers rows per table, not events, and
+// forgets a row when its event is delivered.
 type landedSet struct {
 	mu   sync.Mutex
-	m    map[string]struct{}
-	ring []string
+	seed maphash.Seed
+	m    map[uint64]struct{}
+	ring []uint64
 	next int
 	n    atomic.Int64
 }
 
-func landedKey(table, id string) string { return table + "\x00" + id }
+// key never returns 0, which marks an empty ring slot.
+func (l *landedSet) key(table, id string) uint64 {
+	var h maphash.Hash
+	h.SetSeed(l.seed)
+	h.WriteString(table)
+	h.WriteByte(0)
+	h.WriteString(id)
+	return h.Sum64() | 1
+}
 
 func (l *landedSet) len() int64 { return l.n.Load() }
 
 func (l *landedSet) has(table, id string) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	_, ok := l.m[landedKey(table, id)]
+	_, ok := l.m[l.key(table, id)]
 	return ok
 }
 
@@ -153,14 +171,14 @@ func (l *landedSet) add(table, id string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.m == nil {
-		l.m = make(map[string]struct{})
-		l.ring = make([]string, maxLanded)
+		l.m = make(map[uint64]struct{})
+		l.ring = make([]uint64, maxLanded)
 	}
-	k := landedKey(table, id)
+	k := l.key(table, id)
 	if _, ok := l.m[k]; ok {
 		return
 	}
-	if old := l.ring[l.next]; old != "" {
+	if old := l.ring[l.next]; old != 0 {
 		delete(l.m, old)
 	}
 	l.ring[l.next] = k
@@ -172,7 +190,7 @@ func (l *landedSet) add(table, id string) {
 func (l *landedSet) remove(table, id string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	delete(l.m, landedKey(table, id))
+	delete(l.m, l.key(table, id))
 	l.n.Store(int64(len(l.m)))
 }
 
@@ -200,7 +218,7 @@ func (in *Integration) write(ctx context.Context, t *table, rows []*row) {
 				for _, loc := range r.bad {
 					if !slices.Contains(r.drop, loc) {
 						r.drop = append(r.drop, loc)
-						in.stats.droppedFields.Add(1)
+						r.dropErr = r.err
 					}
 				}
 			}
@@ -291,7 +309,7 @@ func (in *Integration) insert(ctx context.Context, t *table, s *schema, rows []*
 	for i, r := range rows {
 		r.err, r.invalid, r.unknown, r.bad = nil, false, false, nil
 		var sv *saver
-		sv, sizes[i] = in.finalize(t, s, r)
+		sv, sizes[i] = in.finalize(s, r)
 		savers[i] = sv
 	}
 	ins := t.ref.Inserter()
@@ -320,6 +338,9 @@ func (in *Integration) put(ctx context.Context, t *table, ins *bq.Inserter, rows
 	cancel()
 	if err == nil {
 		in.stats.rowsInserted.Add(uint64(len(rows)))
+		for _, r := range rows {
+			in.reportLanded(t, r)
+		}
 		return retry
 	}
 	var pme bq.PutMultiError
@@ -354,6 +375,11 @@ func (in *Integration) put(ctx context.Context, t *table, ins *bq.Inserter, rows
 			}
 		}
 		in.stats.rowsInserted.Add(uint64(len(rows) - failed))
+		for _, r := range rows {
+			if r.err == nil {
+				in.reportLanded(t, r)
+			}
+		}
 		return retry
 	}
 	if isNotFound(err) {

@@ -54,7 +54,6 @@ func benchEvents(b *testing.B, kind string, n int) []spec.Event {
 // and nested properties) to its two rows.
 func BenchmarkMapEvent(b *testing.B) {
 	var m mapper
-	m.stats = &counters{}
 	ev := benchEvents(b, "tracks", 1)[0]
 	now := time.Now()
 	b.ReportAllocs()

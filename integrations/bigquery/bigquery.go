@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"os"
 	"regexp"
@@ -20,6 +21,10 @@ import (
 	"github.com/opentrackhq/opentrack"
 	"github.com/opentrackhq/opentrack/spec"
 )
+
+// Name is the integration's name, and its key in Segment's "integrations"
+// object.
+const Name = "BigQuery"
 
 // Defaults for the zero fields of [Options].
 const (
@@ -38,22 +43,34 @@ const (
 	// DefaultMaxParallelRequests is how many insertAll requests one batch
 	// may have in flight, for different tables.
 	DefaultMaxParallelRequests = 4
-	// DefaultBatchMaxEvents, DefaultBatchMaxBytes and DefaultBatchInterval
-	// are the batch settings the integration asks the Manager for. Batches
-	// are large so that a busy collector sends full insertAll requests
-	// (500 rows) per table even when events spread over many tables; a
-	// quiet one still writes every second.
-	DefaultBatchMaxEvents = 5000
-	DefaultBatchMaxBytes  = 32 << 20
-	DefaultBatchInterval  = time.Second
+	// DefaultMaxNewColumnsPerEvent is how many columns one event may add to
+	// a table: well below BigQuery's 10,000 columns a table, and well above
+	// what the context, properties or traits of an ordinary event bring
+	// (some 20 context columns from analytics.js, 40 from a mobile SDK).
+	DefaultMaxNewColumnsPerEvent = 100
 )
 
-// maxRowsPerRequest is BigQuery's hard limit of rows in an insertAll request.
-const maxRowsPerRequest = 50000
+// The integration's own batch defaults, which [Integration.Delivery] gives
+// the Manager (an [opentrack.DeliveryTuner]): up to BatchMaxEvents events or
+// BatchMaxBytes, sent at least every BatchInterval. They are larger than the
+// Manager's defaults (opentrack.DefaultBatchMaxEvents, 500, and the like)
+// so that a busy collector sends full insertAll requests (500 rows) per
+// table even when events spread over many tables; a quiet one still writes
+// every second. The host's non-zero Delivery fields override them: this
+// package's Options.Delivery, and the Manager's opentrack.Options.Delivery.
+const (
+	BatchMaxEvents = 5000
+	BatchMaxBytes  = 32 << 20
+	BatchInterval  = time.Second
+)
 
-// ErrClosed is returned (marked [opentrack.Permanent]) by calls made after
-// [Integration.Close].
-var ErrClosed = errors.New("bigquery: integration closed")
+// Limits of BigQuery's that bound the options.
+const (
+	// maxRowsPerRequest is BigQuery's limit of rows in an insertAll request.
+	maxRowsPerRequest = 50000
+	// maxRequestBytes is BigQuery's limit of an insertAll request's size.
+	maxRequestBytes = 10 << 20
+)
 
 // Options configures an [Integration]. The zero value of every field means
 // its default.
@@ -65,8 +82,8 @@ type Options struct {
 	// DisableAutoTableManagement turns off the creation of the dataset and
 	// tables and the addition of columns. The integration then writes only
 	// to tables that exist, only the columns they have: values without a
-	// column are dropped and counted in [Stats].DroppedFields, and events
-	// bound for a missing table fail permanently.
+	// column are left out and reported (see OnDropped), and events bound
+	// for a missing table fail permanently.
 	DisableAutoTableManagement bool
 
 	// RequestTimeout bounds each call to BigQuery (an insertAll request, a
@@ -76,25 +93,50 @@ type Options struct {
 	RequestTimeout time.Duration
 
 	// MaxRowsPerRequest caps the rows of one insertAll request. Default
-	// DefaultMaxRowsPerRequest; at most 50,000.
+	// DefaultMaxRowsPerRequest; at most 50,000, BigQuery's limit.
 	MaxRowsPerRequest int
 
 	// MaxRequestBytes caps the size of one insertAll request, as estimated
-	// from its rows' JSON. Default DefaultMaxRequestBytes.
+	// from its rows' JSON. Default DefaultMaxRequestBytes; at most 10 MB,
+	// BigQuery's limit.
 	MaxRequestBytes int
 
 	// MaxParallelRequests is how many tables one batch writes to at once.
 	// Default DefaultMaxParallelRequests.
 	MaxParallelRequests int
 
+	// MaxNewColumnsPerEvent caps the columns one event may add to a table
+	// (to each table it writes to: a track writes to tracks and to its
+	// event's table), so that one event cannot spend a table's budget of
+	// 10,000 columns. The layout's own columns (id, received_at, ...) do
+	// not count. The cap applies in the row's column order (context
+	// first, then properties or traits, each in key order), before any
+	// schema change: the values of the columns past it are left out of
+	// that row and reported as [DropTooManyNewColumns]; a later event that
+	// brings fewer new columns adds them. Default
+	// DefaultMaxNewColumnsPerEvent; at most 10,000.
+	MaxNewColumnsPerEvent int
+
+	// OnDropped, if set, is called for every row that BigQuery stored
+	// without some of its event's values, once per reason, with the event,
+	// the table and the columns (see [Dropped] and [DropReason]): the
+	// event counts as delivered, and this is where the values it lost can
+	// be found. It is called from Batch, before Batch returns, possibly
+	// from several goroutines at once (one per table being written); it
+	// should return quickly. A panic in it is recovered and logged. The
+	// same values are counted in [Stats].DroppedValues whether it is set
+	// or not.
+	OnDropped func(Dropped)
+
 	// Delivery overrides the Manager's delivery settings for this
 	// integration; its non-zero fields win. The integration asks for
-	// batches of up to DefaultBatchMaxEvents events or DefaultBatchMaxBytes,
-	// sent at least every DefaultBatchInterval.
+	// batches of up to BatchMaxEvents events or BatchMaxBytes, sent at
+	// least every BatchInterval.
 	Delivery opentrack.Delivery
 
-	// Logger receives schema changes, type conflicts and dropped values.
-	// Nil means slog.Default().
+	// Logger receives table creations, schema changes and summaries of
+	// the values left out of stored rows (one line per table and reason a
+	// minute at most). Nil means slog.Default().
 	Logger *slog.Logger
 }
 
@@ -112,8 +154,9 @@ type Integration struct {
 	auto       bool
 	ownsClient bool
 	log        *slog.Logger
-	now        func() time.Time
-	lagWait    time.Duration // schemaLagWait; shorter in tests
+	now        func() time.Time // the rows' uuid_ts and loaded_at
+	clock      func() time.Time // backoffs and intervals
+	lagWait    time.Duration    // schemaLagWait; shorter in tests
 	mapper     mapper
 
 	mu     sync.Mutex
@@ -124,7 +167,9 @@ type Integration struct {
 	closeOnce sync.Once
 	closeErr  error
 
-	stats counters
+	stats   counters
+	drops   dropCounts
+	dropLog dropLog
 }
 
 var (
@@ -136,31 +181,44 @@ var (
 )
 
 // New returns an Integration that writes to dataset through client, in the
-// client's project. opts may be nil. The client must not be nil; it stays
-// the caller's: Close does not close it.
-func New(client *bq.Client, dataset string, opts *Options) *Integration {
+// client's project. opts may be nil: nil or zero fields mean their
+// defaults. The client stays the caller's: Close does not close it.
+//
+// It returns a [*opentrack.ConfigError] for a nil client, an invalid dataset
+// name or an invalid option (Field "bigquery.Options.MaxRowsPerRequest",
+// say).
+func New(client *bq.Client, dataset string, opts *Options) (*Integration, error) {
 	if client == nil {
-		panic("bigquery: New called with a nil client")
+		return nil, &opentrack.ConfigError{Field: "bigquery.New client", Reason: "must not be nil"}
+	}
+	if !validDataset(dataset) {
+		return nil, &opentrack.ConfigError{Field: "bigquery.New dataset",
+			Reason: fmt.Sprintf("%q: a dataset name has only letters, digits and underscores, at most 1024", dataset)}
 	}
 	var o Options
 	if opts != nil {
 		o = *opts
 	}
+	if err := o.validate(); err != nil {
+		return nil, err
+	}
 	if o.Location == "" {
 		o.Location = DefaultLocation
 	}
-	if o.RequestTimeout <= 0 {
+	if o.RequestTimeout == 0 {
 		o.RequestTimeout = DefaultRequestTimeout
 	}
-	if o.MaxRowsPerRequest <= 0 {
+	if o.MaxRowsPerRequest == 0 {
 		o.MaxRowsPerRequest = DefaultMaxRowsPerRequest
 	}
-	o.MaxRowsPerRequest = min(o.MaxRowsPerRequest, maxRowsPerRequest)
-	if o.MaxRequestBytes <= 0 {
+	if o.MaxRequestBytes == 0 {
 		o.MaxRequestBytes = DefaultMaxRequestBytes
 	}
-	if o.MaxParallelRequests <= 0 {
+	if o.MaxParallelRequests == 0 {
 		o.MaxParallelRequests = DefaultMaxParallelRequests
+	}
+	if o.MaxNewColumnsPerEvent == 0 {
+		o.MaxNewColumnsPerEvent = DefaultMaxNewColumnsPerEvent
 	}
 	in := &Integration{
 		client:    client,
@@ -170,20 +228,57 @@ func New(client *bq.Client, dataset string, opts *Options) *Integration {
 		auto:      !o.DisableAutoTableManagement,
 		log:       o.Logger,
 		now:       time.Now,
+		clock:     time.Now,
 		lagWait:   schemaLagWait,
 		tables:    make(map[string]*table),
 	}
+	in.landed.seed = maphash.MakeSeed()
 	if in.log == nil {
 		in.log = slog.Default()
 	}
-	in.mapper.stats = &in.stats
-	return in
+	return in, nil
 }
 
+// validate checks the options against their ranges.
+func (o *Options) validate() error {
+	bad := func(field, reason string) error {
+		return &opentrack.ConfigError{Field: "bigquery.Options." + field, Reason: reason}
+	}
+	d := o.Delivery
+	switch {
+	case o.RequestTimeout < 0:
+		return bad("RequestTimeout", "must not be negative")
+	case o.MaxRowsPerRequest < 0 || o.MaxRowsPerRequest > maxRowsPerRequest:
+		return bad("MaxRowsPerRequest", fmt.Sprintf("must be between 0 (the default, %d) and %d, BigQuery's limit", DefaultMaxRowsPerRequest, maxRowsPerRequest))
+	case o.MaxRequestBytes < 0 || o.MaxRequestBytes > maxRequestBytes:
+		return bad("MaxRequestBytes", fmt.Sprintf("must be between 0 (the default, %d) and %d, BigQuery's limit", DefaultMaxRequestBytes, maxRequestBytes))
+	case o.MaxParallelRequests < 0:
+		return bad("MaxParallelRequests", "must not be negative")
+	case o.MaxNewColumnsPerEvent < 0 || o.MaxNewColumnsPerEvent > maxTableColumns:
+		return bad("MaxNewColumnsPerEvent", fmt.Sprintf("must be between 0 (the default, %d) and %d, BigQuery's limit of columns a table", DefaultMaxNewColumnsPerEvent, maxTableColumns))
+	case d.QueueSize < 0:
+		return bad("Delivery.QueueSize", "must not be negative")
+	case d.Workers < 0:
+		return bad("Delivery.Workers", "must not be negative")
+	case d.CallTimeout < 0:
+		return bad("Delivery.CallTimeout", "must not be negative")
+	case d.Retry.MaxAttempts < 0:
+		return bad("Delivery.Retry.MaxAttempts", "must not be negative")
+	case d.Retry.InitialBackoff < 0 || d.Retry.MaxBackoff < 0 || d.Retry.MaxElapsedTime < 0:
+		return bad("Delivery.Retry", "durations must not be negative")
+	case d.Batch.MaxEvents < 0 || d.Batch.MaxBytes < 0 || d.Batch.Interval < 0:
+		return bad("Delivery.Batch", "must not be negative")
+	}
+	return nil
+}
+
+// The variables [FromEnv] reads that configure this integration. The
+// credential variables are Google's, shared with other Google libraries:
+// they alone do not turn the integration on.
+var envVars = []string{"BIGQUERY_PROJECT_ID", "BIGQUERY_DATASET", "BIGQUERY_LOCATION", "BIGQUERY_AUTO_TABLE_MANAGEMENT", "BIGQUERY_EMULATOR_HOST"}
+
 // FromEnv returns an Integration configured from the environment, read
-// through getenv (os.Getenv, usually). It returns nil and no error when
-// BIGQUERY_PROJECT_ID or BIGQUERY_DATASET is unset: the integration is not
-// configured. The variables are:
+// through getenv (os.Getenv, usually). The variables are:
 //
 //	BIGQUERY_PROJECT_ID               the Google Cloud project (required)
 //	BIGQUERY_DATASET                  the dataset (required)
@@ -194,22 +289,37 @@ func New(client *bq.Client, dataset string, opts *Options) *Integration {
 //	BIGQUERY_EMULATOR_HOST            REST root of a local BigQuery stand-in, such as
 //	                                  http://127.0.0.1:9050; no credentials are used
 //
+// It returns [opentrack.ErrNotConfigured] when none of the BIGQUERY_*
+// variables is set, and a [*opentrack.ConfigError] naming the variable for a
+// half configuration (BIGQUERY_PROJECT_ID without BIGQUERY_DATASET, or the
+// reverse, or another BIGQUERY_* variable without both) or an invalid value.
 // Without credential variables the default credential chain is used. The
 // client FromEnv creates is closed by [Integration.Close].
 func FromEnv(ctx context.Context, getenv func(string) string) (*Integration, error) {
+	var set []string
+	for _, k := range envVars {
+		if strings.TrimSpace(getenv(k)) != "" {
+			set = append(set, k)
+		}
+	}
+	if len(set) == 0 {
+		return nil, opentrack.ErrNotConfigured
+	}
 	project := strings.TrimSpace(getenv("BIGQUERY_PROJECT_ID"))
 	dataset := strings.TrimSpace(getenv("BIGQUERY_DATASET"))
-	if project == "" || dataset == "" {
-		return nil, nil
-	}
-	if !validDataset(dataset) {
-		return nil, fmt.Errorf("bigquery: BIGQUERY_DATASET %q: a dataset name has only letters, digits and underscores, at most 1024", dataset)
+	switch {
+	case project == "":
+		return nil, &opentrack.ConfigError{Field: "BIGQUERY_PROJECT_ID", Reason: "must be set when " + set[0] + " is"}
+	case dataset == "":
+		return nil, &opentrack.ConfigError{Field: "BIGQUERY_DATASET", Reason: "must be set when " + set[0] + " is"}
+	case !validDataset(dataset):
+		return nil, &opentrack.ConfigError{Field: "BIGQUERY_DATASET", Reason: fmt.Sprintf("%q: a dataset name has only letters, digits and underscores, at most 1024", dataset)}
 	}
 	opts := &Options{Location: strings.TrimSpace(getenv("BIGQUERY_LOCATION"))}
 	if v := strings.TrimSpace(getenv("BIGQUERY_AUTO_TABLE_MANAGEMENT")); v != "" {
 		on, err := strconv.ParseBool(v)
 		if err != nil {
-			return nil, fmt.Errorf("bigquery: BIGQUERY_AUTO_TABLE_MANAGEMENT %q: want true or false", v)
+			return nil, &opentrack.ConfigError{Field: "BIGQUERY_AUTO_TABLE_MANAGEMENT", Reason: fmt.Sprintf("%q: want true or false", v)}
 		}
 		opts.DisableAutoTableManagement = !on
 	}
@@ -230,12 +340,16 @@ func FromEnv(ctx context.Context, getenv func(string) string) (*Integration, err
 	}
 	client, err := bq.NewClient(ctx, project, copts...)
 	if err != nil {
-		return nil, fmt.Errorf("bigquery: %w", err)
+		return nil, &opError{op: "create client", err: err}
 	}
 	if opts.Location != "" {
 		client.Location = opts.Location
 	}
-	in := New(client, dataset, opts)
+	in, err := New(client, dataset, opts)
+	if err != nil {
+		client.Close()
+		return nil, err
+	}
 	in.ownsClient = true
 	return in, nil
 }
@@ -259,7 +373,7 @@ func credentialsFromEnv(getenv func(string) string) ([]option.ClientOption, erro
 	} else if path := strings.TrimSpace(getenv("GOOGLE_APPLICATION_CREDENTIALS")); path != "" {
 		b, err := os.ReadFile(path)
 		if err != nil {
-			return nil, fmt.Errorf("bigquery: GOOGLE_APPLICATION_CREDENTIALS: %w", err)
+			return nil, &opentrack.ConfigError{Field: "GOOGLE_APPLICATION_CREDENTIALS", Reason: err.Error()}
 		}
 		data, source = b, "GOOGLE_APPLICATION_CREDENTIALS"
 	} else {
@@ -269,33 +383,33 @@ func credentialsFromEnv(getenv func(string) string) ([]option.ClientOption, erro
 		Type string `json:"type"`
 	}
 	if err := json.Unmarshal(data, &head); err != nil {
-		return nil, fmt.Errorf("bigquery: %s: not a credentials JSON document: %w", source, err)
+		return nil, &opentrack.ConfigError{Field: source, Reason: "not a credentials JSON document: " + err.Error()}
 	}
 	switch t := option.CredentialsType(head.Type); t {
 	case option.ServiceAccount, option.AuthorizedUser, option.ImpersonatedServiceAccount, option.ExternalAccount:
 		return []option.ClientOption{option.WithAuthCredentialsJSON(t, data)}, nil
 	default:
-		return nil, fmt.Errorf("bigquery: %s: unsupported credentials type %q", source, head.Type)
+		return nil, &opentrack.ConfigError{Field: source, Reason: fmt.Sprintf("unsupported credentials type %q", head.Type)}
 	}
 }
 
-// Name returns "BigQuery", the integration's key in Segment's "integrations"
-// object.
-func (in *Integration) Name() string { return "BigQuery" }
+// Name returns [Name], "BigQuery".
+func (in *Integration) Name() string { return Name }
 
-// Delivery asks the Manager for batches of up to DefaultBatchMaxEvents events,
-// sent at least every DefaultBatchInterval, with the non-zero fields of
-// Options.Delivery on top.
+// Delivery gives the Manager the integration's own defaults: batches of up
+// to BatchMaxEvents events or BatchMaxBytes, sent at least every
+// BatchInterval, with the non-zero fields of Options.Delivery on top. The
+// host's non-zero opentrack.Options.Delivery fields win over them.
 func (in *Integration) Delivery() opentrack.Delivery {
 	d := in.opts.Delivery
 	if d.Batch.MaxEvents == 0 {
-		d.Batch.MaxEvents = DefaultBatchMaxEvents
+		d.Batch.MaxEvents = BatchMaxEvents
 	}
 	if d.Batch.MaxBytes == 0 {
-		d.Batch.MaxBytes = DefaultBatchMaxBytes
+		d.Batch.MaxBytes = BatchMaxBytes
 	}
 	if d.Batch.Interval == 0 {
-		d.Batch.Interval = DefaultBatchInterval
+		d.Batch.Interval = BatchInterval
 	}
 	return d
 }
@@ -304,9 +418,6 @@ func (in *Integration) Delivery() opentrack.Delivery {
 // creates it in Options.Location when it does not. Tables are created later,
 // when first needed.
 func (in *Integration) Init(ctx context.Context) error {
-	if !validDataset(in.datasetID) {
-		return opentrack.Permanent(fmt.Errorf("bigquery: invalid dataset name %q", in.datasetID))
-	}
 	in.stats.metadataCalls.Add(1)
 	cctx, cancel := context.WithTimeout(ctx, in.opts.RequestTimeout)
 	md, err := in.dataset.Metadata(cctx)
@@ -341,12 +452,15 @@ func (in *Integration) Init(ctx context.Context) error {
 	return nil
 }
 
-// Close stops the integration: later calls return [ErrClosed]. It closes the
-// BigQuery client only if [FromEnv] created it. Calls in progress are not
-// waited for; the Manager calls Close after its last batch.
+// Close stops the integration: later calls return [opentrack.ErrClosed],
+// marked [opentrack.Permanent]. It logs the summaries of dropped values not
+// yet logged, and closes the BigQuery client only if [FromEnv] created it.
+// Calls in progress are not waited for; the Manager calls Close after its
+// last batch.
 func (in *Integration) Close(ctx context.Context) error {
 	in.closeOnce.Do(func() {
 		in.closed.Store(true)
+		in.dropLog.flush(in.log)
 		if in.ownsClient {
 			in.closeErr = in.client.Close()
 		}
@@ -399,30 +513,33 @@ type Stats struct {
 	TablesCreated uint64
 	// ColumnsAdded counts columns added by schema patches.
 	ColumnsAdded uint64
-	// DiscardedProperties counts properties and traits discarded because
-	// they are named like a reserved column (id, user_id, context_*, ...),
-	// once per row. One that repeats the column's own value is not counted.
-	DiscardedProperties uint64
-	// TypeConflicts counts values left null because they did not fit their
-	// column's type.
-	TypeConflicts uint64
+	// ColumnsRefused counts columns BigQuery refused to add (each time it
+	// refused them); they are proposed again after a backoff.
+	ColumnsRefused uint64
 	// Coerced counts values converted losslessly to their column's type (an
 	// integer into FLOAT, a number into STRING, ...).
 	Coerced uint64
-	// DroppedFields counts values left out for want of a column: keys with
-	// no ASCII letter or digit, columns BigQuery refused to add, columns a
-	// table lacks when auto table management is off, and values BigQuery
-	// rejected twice.
-	DroppedFields uint64
 	// RowErrors counts rows BigQuery rejected in an insertAll answer.
 	RowErrors uint64
 	// SchemaRetries counts rows written again after BigQuery rejected them
 	// for a schema reason.
 	SchemaRetries uint64
+
+	// The values left out of rows that BigQuery stored, counted once per
+	// stored row (see DropReason): DiscardedProperties for reserved names,
+	// TypeConflicts for values that do not fit their column, and
+	// DroppedFields for every other reason.
+	DiscardedProperties uint64
+	TypeConflicts       uint64
+	DroppedFields       uint64
+	// DroppedValues breaks those counts down by table, column and reason,
+	// sorted. Past 1,000 distinct triples, values are counted under an
+	// empty Table and Column.
+	DroppedValues []DroppedCount
 }
 
 type counters struct {
-	rowsInserted, insertAllCalls, metadataCalls, tablesCreated, columnsAdded,
+	rowsInserted, insertAllCalls, metadataCalls, tablesCreated, columnsAdded, columnsRefused,
 	discarded, typeConflicts, coerced, droppedFields, rowErrors, schemaRetries atomic.Uint64
 }
 
@@ -435,11 +552,13 @@ func (in *Integration) Stats() Stats {
 		MetadataCalls:       s.metadataCalls.Load(),
 		TablesCreated:       s.tablesCreated.Load(),
 		ColumnsAdded:        s.columnsAdded.Load(),
-		DiscardedProperties: s.discarded.Load(),
-		TypeConflicts:       s.typeConflicts.Load(),
+		ColumnsRefused:      s.columnsRefused.Load(),
 		Coerced:             s.coerced.Load(),
-		DroppedFields:       s.droppedFields.Load(),
 		RowErrors:           s.rowErrors.Load(),
 		SchemaRetries:       s.schemaRetries.Load(),
+		DiscardedProperties: s.discarded.Load(),
+		TypeConflicts:       s.typeConflicts.Load(),
+		DroppedFields:       s.droppedFields.Load(),
+		DroppedValues:       in.drops.list(),
 	}
 }

@@ -43,14 +43,14 @@ func tracks(t testing.TB, prefix string, n int, names ...string) []spec.Event {
 
 func TestDelivery(t *testing.T) {
 	e := newEnv(t, nil, nil)
-	if d := e.in.Delivery(); d.Batch.MaxEvents != DefaultBatchMaxEvents || d.Batch.Interval != DefaultBatchInterval {
+	if d := e.in.Delivery(); d.Batch.MaxEvents != BatchMaxEvents || d.Batch.MaxBytes != BatchMaxBytes || d.Batch.Interval != BatchInterval {
 		t.Fatalf("Delivery() = %+v", d)
 	}
 	e = newEnv(t, &Options{Delivery: opentrack.Delivery{Workers: 2, Batch: opentrack.BatchOptions{MaxEvents: 100}}}, nil)
-	if d := e.in.Delivery(); d.Batch.MaxEvents != 100 || d.Batch.Interval != DefaultBatchInterval || d.Workers != 2 {
+	if d := e.in.Delivery(); d.Batch.MaxEvents != 100 || d.Batch.Interval != BatchInterval || d.Workers != 2 {
 		t.Fatalf("Delivery() = %+v", d)
 	}
-	if e.in.Name() != "BigQuery" {
+	if e.in.Name() != "BigQuery" || Name != "BigQuery" {
 		t.Fatalf("Name() = %q", e.in.Name())
 	}
 }
@@ -66,7 +66,7 @@ func TestInitCreatesDataset(t *testing.T) {
 	}
 	defer client.Close()
 
-	off := New(client, testDataset, &Options{DisableAutoTableManagement: true})
+	off := mustNew(t, client, testDataset, &Options{DisableAutoTableManagement: true})
 	if err := off.Init(ctx); !opentrack.IsPermanent(err) {
 		t.Fatalf("missing dataset without auto management: want a permanent error, got %v", err)
 	}
@@ -74,7 +74,7 @@ func TestInitCreatesDataset(t *testing.T) {
 		t.Fatal("dataset created with auto management off")
 	}
 
-	in := New(client, testDataset, &Options{Location: "EU"})
+	in := mustNew(t, client, testDataset, &Options{Location: "EU"})
 	if err := in.Init(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -82,14 +82,15 @@ func TestInitCreatesDataset(t *testing.T) {
 		t.Fatalf("dataset location = %q, %v; want EU", loc, ok)
 	}
 	// Existing: read, not created again.
-	if err := New(client, testDataset, nil).Init(ctx); err != nil {
+	if err := mustNew(t, client, testDataset, nil).Init(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if n := srv.Calls(fakebigquery.DatasetsInsert); n != 1 {
 		t.Fatalf("datasets.insert calls = %d, want 1", n)
 	}
-	if err := New(client, "bad-name", nil).Init(ctx); !opentrack.IsPermanent(err) {
-		t.Fatalf("invalid dataset name: want a permanent error, got %v", err)
+	var ce *opentrack.ConfigError
+	if in, err := New(client, "bad-name", nil); in != nil || !errors.As(err, &ce) {
+		t.Fatalf("invalid dataset name: want a ConfigError, got %v, %v", in, err)
 	}
 }
 
@@ -245,12 +246,13 @@ func TestRefusedSchemaPatchDropsNewValues(t *testing.T) {
 	if err := e.in.Batch(e.ctx, pages(t, "p1", 1, `{"a":"x"}`)); err != nil {
 		t.Fatal(err)
 	}
-	// BigQuery refuses the patch for good (too many columns, say).
+	// BigQuery refuses the patch (a 400: invalid).
 	e.srv.AddFault(fakebigquery.Fault{Op: fakebigquery.TablesPatch, Status: http.StatusBadRequest})
 	if err := e.in.Batch(e.ctx, pages(t, "p2", 2, `{"a":"y","b":"z"}`)); err != nil {
 		t.Fatal(err)
 	}
-	// The refusal is remembered: no new patch for the same column.
+	// The refusal is remembered for its backoff: no new patch for the
+	// same column meanwhile.
 	if err := e.in.Batch(e.ctx, pages(t, "p3", 1, `{"b":"z"}`)); err != nil {
 		t.Fatal(err)
 	}
@@ -376,7 +378,7 @@ func TestAutoManagementOff(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer client.Close()
-	in := New(client, testDataset, &Options{DisableAutoTableManagement: true, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	in := mustNew(t, client, testDataset, &Options{DisableAutoTableManagement: true, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err := in.Init(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -404,6 +406,8 @@ func TestAutoManagementOff(t *testing.T) {
 func TestConflictIsLoggedOnce(t *testing.T) {
 	var logs logBuffer
 	e := newEnv(t, &Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))}, nil)
+	clock := fixedNow
+	e.in.clock = func() time.Time { return clock }
 	if err := e.in.Batch(e.ctx, pages(t, "a", 1, `{"n":1}`)); err != nil {
 		t.Fatal(err)
 	}
@@ -412,14 +416,35 @@ func TestConflictIsLoggedOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if got := strings.Count(logs.String(), "value conflicts with column type"); got != 1 {
-		t.Fatalf("conflict logged %d times at Info or above, want 1:\n%s", got, logs.String())
+	if got := strings.Count(logs.String(), "values left out of stored rows"); got != 1 {
+		t.Fatalf("conflicts logged %d times within a minute, want 1:\n%s", got, logs.String())
 	}
 	if st := e.in.Stats(); st.TypeConflicts != 6 {
 		t.Fatalf("conflicts = %d, want 6", st.TypeConflicts)
 	}
 	if n := len(e.rows("pages")); n != 7 {
 		t.Fatalf("%d rows, want 7", n)
+	}
+	// A minute on, the next conflict logs the count since the first line.
+	clock = clock.Add(dropLogInterval)
+	if err := e.in.Batch(e.ctx, pages(t, "c", 1, `{"n":"x"}`)); err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	for _, l := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(l, "values left out") {
+			lines = append(lines, l)
+		}
+	}
+	if len(lines) != 2 || !strings.Contains(lines[1], "values=6") || !strings.Contains(lines[1], "events=6") || !strings.Contains(lines[1], `reason="type conflict"`) {
+		t.Fatalf("second summary: %s", lines[len(lines)-1])
+	}
+	// Close logs what is left: nothing here.
+	if err := e.in.Close(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Count(logs.String(), "values left out of stored rows"); got != 2 {
+		t.Fatalf("Close logged an empty summary:\n%s", logs.String())
 	}
 }
 
@@ -527,7 +552,7 @@ func TestClose(t *testing.T) {
 		t.Fatal(err)
 	}
 	err := e.in.Batch(e.ctx, pages(t, "p", 1, `{}`))
-	if !errors.Is(err, ErrClosed) || !opentrack.IsPermanent(err) {
+	if !errors.Is(err, opentrack.ErrClosed) || !opentrack.IsPermanent(err) || err.Error() != "bigquery: opentrack: closed" {
 		t.Fatalf("after Close: want a permanent ErrClosed, got %v", err)
 	}
 	// The caller's client is still usable.
@@ -556,29 +581,38 @@ func TestFromEnv(t *testing.T) {
 	emu := []string{"BIGQUERY_PROJECT_ID", testProject, "BIGQUERY_DATASET", testDataset, "BIGQUERY_EMULATOR_HOST", srv.URL()}
 
 	for _, tc := range []struct {
-		name string
-		env  []string
-		err  string // "" means (nil, nil)
+		name  string
+		env   []string
+		field string // the ConfigError's Field; "" means ErrNotConfigured
+		err   string
 	}{
-		{"unset", nil, ""},
-		{"no dataset", []string{"BIGQUERY_PROJECT_ID", "p"}, ""},
-		{"no project", []string{"BIGQUERY_DATASET", "d"}, ""},
-		{"invalid dataset", []string{"BIGQUERY_PROJECT_ID", "p", "BIGQUERY_DATASET", "a-b"}, "BIGQUERY_DATASET"},
-		{"invalid auto management", append(emu, "BIGQUERY_AUTO_TABLE_MANAGEMENT", "sometimes"), "BIGQUERY_AUTO_TABLE_MANAGEMENT"},
-		{"inline credentials not JSON", []string{"BIGQUERY_PROJECT_ID", "p", "BIGQUERY_DATASET", "d", "GOOGLE_APPLICATION_CREDENTIALS_JSON", "nope"}, "not a credentials JSON"},
-		{"credentials file missing", []string{"BIGQUERY_PROJECT_ID", "p", "BIGQUERY_DATASET", "d", "GOOGLE_APPLICATION_CREDENTIALS", filepath.Join(dir, "none.json")}, "GOOGLE_APPLICATION_CREDENTIALS"},
-		{"credentials type unknown", []string{"BIGQUERY_PROJECT_ID", "p", "BIGQUERY_DATASET", "d", "GOOGLE_APPLICATION_CREDENTIALS", badFile}, `unsupported credentials type "mystery"`},
+		{"unset", nil, "", ""},
+		{"credentials only", []string{"GOOGLE_APPLICATION_CREDENTIALS", badFile}, "", ""},
+		{"blank", []string{"BIGQUERY_PROJECT_ID", "  ", "BIGQUERY_DATASET", ""}, "", ""},
+		{"no dataset", []string{"BIGQUERY_PROJECT_ID", "p"}, "BIGQUERY_DATASET", "must be set when BIGQUERY_PROJECT_ID is"},
+		{"no project", []string{"BIGQUERY_DATASET", "d"}, "BIGQUERY_PROJECT_ID", "must be set when BIGQUERY_DATASET is"},
+		{"location alone", []string{"BIGQUERY_LOCATION", "EU"}, "BIGQUERY_PROJECT_ID", "must be set when BIGQUERY_LOCATION is"},
+		{"emulator without dataset", []string{"BIGQUERY_EMULATOR_HOST", srv.URL(), "BIGQUERY_PROJECT_ID", "p"}, "BIGQUERY_DATASET", "must be set when BIGQUERY_PROJECT_ID is"},
+		{"invalid dataset", []string{"BIGQUERY_PROJECT_ID", "p", "BIGQUERY_DATASET", "a-b"}, "BIGQUERY_DATASET", "letters, digits and underscores"},
+		{"invalid auto management", append(emu, "BIGQUERY_AUTO_TABLE_MANAGEMENT", "sometimes"), "BIGQUERY_AUTO_TABLE_MANAGEMENT", "want true or false"},
+		{"inline credentials not JSON", []string{"BIGQUERY_PROJECT_ID", "p", "BIGQUERY_DATASET", "d", "GOOGLE_APPLICATION_CREDENTIALS_JSON", "nope"}, "GOOGLE_APPLICATION_CREDENTIALS_JSON", "not a credentials JSON"},
+		{"credentials file missing", []string{"BIGQUERY_PROJECT_ID", "p", "BIGQUERY_DATASET", "d", "GOOGLE_APPLICATION_CREDENTIALS", filepath.Join(dir, "none.json")}, "GOOGLE_APPLICATION_CREDENTIALS", "no such file"},
+		{"credentials type unknown", []string{"BIGQUERY_PROJECT_ID", "p", "BIGQUERY_DATASET", "d", "GOOGLE_APPLICATION_CREDENTIALS", badFile}, "GOOGLE_APPLICATION_CREDENTIALS", `unsupported credentials type "mystery"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			in, err := FromEnv(ctx, envOf(tc.env...))
-			if tc.err == "" {
-				if in != nil || err != nil {
-					t.Fatalf("want (nil, nil), got (%v, %v)", in, err)
+			if in != nil {
+				t.Fatalf("want no integration, got one (err %v)", err)
+			}
+			if tc.field == "" {
+				if err != opentrack.ErrNotConfigured {
+					t.Fatalf("want ErrNotConfigured, got %v", err)
 				}
 				return
 			}
-			if in != nil || err == nil || !strings.Contains(err.Error(), tc.err) {
-				t.Fatalf("want an error about %q, got (%v, %v)", tc.err, in, err)
+			var ce *opentrack.ConfigError
+			if !errors.As(err, &ce) || ce.Field != tc.field || !strings.Contains(ce.Reason, tc.err) {
+				t.Fatalf("want a ConfigError on %s about %q, got %v", tc.field, tc.err, err)
 			}
 		})
 	}

@@ -12,8 +12,10 @@
 //
 //	client, err := bq.NewClient(ctx, "my-project") // bq "cloud.google.com/go/bigquery"
 //	...
+//	warehouse, err := bigquery.New(client, "segment", nil)
+//	...
 //	m, err := opentrack.New(opentrack.Options{
-//		Integrations: []opentrack.Integration{bigquery.New(client, "segment", nil)},
+//		Integrations: []opentrack.Integration{warehouse},
 //	})
 //
 // The service account needs the BigQuery Data Editor role (on the project,
@@ -65,14 +67,15 @@
 // snake_case, nested objects joined with "_" ({"address": {"zipCode": 1}}
 // gives address_zip_code), arrays as JSON strings, nulls left out. A column
 // name starting with a digit gets a leading underscore; a key with no ASCII
-// letter or digit is dropped and counted in [Stats].DroppedFields. Where two
-// keys give the same column, the first in sorted key order wins.
+// letter or digit has no column, and its value is left out
+// ([DropUnnamedKey]). Where two keys give the same column, the first in
+// sorted key order wins.
 //
 // A property or trait named like a reserved column (one of the columns above,
-// or any context_* name) is discarded and counted in
-// [Stats].DiscardedProperties, as Segment does: it never overwrites the
-// column. One that repeats the column's own value, such as the page name
-// analytics.js also sends as a property, is not counted.
+// or any context_* name) is discarded ([DropReservedName]), as Segment does:
+// it never overwrites the column. One that repeats the column's own value,
+// such as the page name analytics.js also sends as a property, is not
+// reported.
 //
 // # Types and schema evolution
 //
@@ -85,27 +88,67 @@
 // A value that does not fit its column is converted when that is lossless:
 // an integer into FLOAT, a whole float into INTEGER, anything into STRING
 // (a timestamp keeps the text it came as). Otherwise the field is left null
-// in that row, logged (at Warn the first time per column and value type) and
-// counted in [Stats].TypeConflicts. Columns of existing tables keep their
+// in that row ([DropTypeConflict]). Columns of existing tables keep their
 // types, including NUMERIC, JSON and DATE. No row is lost for a schema
 // reason: rows BigQuery rejects as invalid are written again alone, after the
 // table's schema is read again, and then, if BigQuery still rejects them,
-// without the values it named. Rows rejected with "no such field" for columns
-// the table has (BigQuery's streaming backend learns of new columns a while
-// after the patch) are handed back to the Manager to retry later.
+// without the values it named ([DropValueRejected]). Rows rejected with "no
+// such field" for columns the table has (BigQuery's streaming backend learns
+// of new columns a while after the patch) are handed back to the Manager to
+// retry later.
+//
+// # Hostile and odd events
+//
+// Anyone holding the write key, which every web page that loads analytics.js
+// carries, can send events with thousands of distinct keys; a table holds at
+// most 10,000 columns. So one event never costs the others their columns:
+//
+//   - Each event may add at most Options.MaxNewColumnsPerEvent columns to a
+//     table (default 100), decided before any schema change; the values of
+//     the columns past the cap are left out of its row
+//     ([DropTooManyNewColumns]).
+//   - The room a table has left under 10,000 columns goes first to the rows
+//     that need the fewest new columns; a row that needs more than is left
+//     gets none of its new columns ([DropColumnLimit]), and its table is
+//     read again at most once a minute in case columns were dropped.
+//   - A schema change BigQuery refuses as invalid is narrowed down to the
+//     rows, then (for a row of at most 100 new columns) the columns, that
+//     cause it, in at most 32 calls; every other column is added. The
+//     refused columns' values are left out ([DropColumnRefused]), and they
+//     are proposed again after a minute, then 2, 4, ... up to an hour:
+//     no refusal is permanent, and no restart is needed to recover.
+//   - A table that cannot be created with the batch's columns is created
+//     with the layout's own, and the columns are added as above.
+//
+// # Values that are not stored
+//
+// An event counts as delivered when its rows are stored, even if a row had
+// to leave values out for one of the reasons above ([DropReason]). Those
+// values are never lost silently: each stored row that left some out is
+// reported to Options.OnDropped, with the event, the table, the columns and
+// the reason, from which the values can be kept elsewhere (a JSON-lines
+// file, say); they are counted per table, column and reason in
+// [Stats].DroppedValues; and they are logged, summarised: one line per
+// table and reason a minute at most, with the counts and some of the
+// columns. A hook rather than a dead-letter table: it reports whether or not
+// BigQuery takes anything, and a table of its own would be subject to the
+// same limits and refusals, and is one Segment's layout does not have.
 //
 // # Writes and errors
 //
-// The Manager batches events (at most 500 a batch, sent at least every
-// second, by default; see [Integration.Delivery]). Each batch is split per
-// table and written with insertAll requests of at most 500 rows and 9 MB,
+// The Manager batches events: by default at most [BatchMaxEvents] (5,000)
+// events or [BatchMaxBytes] (32 MB) a batch, sent at least every second;
+// see [Integration.Delivery]. Each batch is split per table and written
+// with insertAll requests of at most 500 rows and 9 MB,
 // with insertId = messageId, so BigQuery drops the copies that a retry may
 // send. Each request is bounded by Options.RequestTimeout, since the BigQuery
 // client retries 5xx answers until its context ends; then the Manager's
 // retries with backoff take over. Only the failed events of a batch are
 // retried (an [*opentrack.BatchError]), and rows of theirs that already
-// landed are not sent again. Errors retrying cannot fix (4xx answers other
-// than 408 and 429 and rate or quota limits) are [opentrack.Permanent].
+// landed are not sent again. Errors are classified by the rule the HTTP
+// destinations share (408, 429 and 5xx are retried, honouring Retry-After;
+// other 4xx answers are [opentrack.Permanent]), except that BigQuery's rate
+// and quota limits, which it answers with a 403, are retried too.
 //
 // # Deduplicating
 //

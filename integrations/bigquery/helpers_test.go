@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	bq "cloud.google.com/go/bigquery"
+
 	"github.com/opentrackhq/opentrack/internal/fakebigquery"
 	"github.com/opentrackhq/opentrack/spec"
 )
@@ -50,7 +52,10 @@ func newEnv(t testing.TB, opts *Options, srvOpts *fakebigquery.Options) *env {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	in := New(client, testDataset, &o)
+	in, err := New(client, testDataset, &o)
+	if err != nil {
+		t.Fatal(err)
+	}
 	in.now = func() time.Time { return fixedNow }
 	if err := in.Init(ctx); err != nil {
 		t.Fatal(err)
@@ -101,4 +106,14 @@ func (l *logBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.buf.String()
+}
+
+// mustNew is New for options known to be valid.
+func mustNew(t testing.TB, client *bq.Client, dataset string, opts *Options) *Integration {
+	t.Helper()
+	in, err := New(client, dataset, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return in
 }

@@ -1,13 +1,21 @@
 package bigquery
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/maphash"
 	"math"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	bq "cloud.google.com/go/bigquery"
+	"google.golang.org/api/googleapi"
+
+	"github.com/opentrackhq/opentrack"
 )
 
 func TestTableName(t *testing.T) {
@@ -28,6 +36,8 @@ func TestTableName(t *testing.T) {
 		{"注文", unnamedEventTable},
 		{"!!!", unnamedEventTable},
 		{"", unnamedEventTable},
+		// BigQuery's limit is 1,024 bytes.
+		{strings.Repeat("a", 2000), strings.Repeat("a", 1024)},
 	}
 	for _, tc := range tests {
 		if got := TableName(tc.event); got != tc.want {
@@ -165,5 +175,89 @@ func TestEventIDWithoutMessageID(t *testing.T) {
 	}
 	if id := eventID(event(t, `{"type":"track","event":"x","userId":"u","messageId":"m1"}`)); id != "m1" {
 		t.Fatalf("id = %s, want the messageId", id)
+	}
+}
+
+func TestIsJSONNumber(t *testing.T) {
+	for s, want := range map[string]bool{
+		"0": true, "-0": true, "12.5": true, "1e5": true, "-1.5E-3": true, "123456789012345678901234567890": true,
+		"": false, "-": false, "01": false, "1.": false, ".5": false, "+1": false, "1e": false, " 1": false, "1 ": false,
+		"NaN": false, "Infinity": false, `"1"`: false, "true": false, "[1]": false, "1 2": false, "0x10": false,
+	} {
+		if got := isJSONNumber(s); got != want {
+			t.Errorf("isJSONNumber(%q) = %v, want %v", s, got, want)
+		}
+	}
+}
+
+func BenchmarkNumberValue(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		numberValue("12345.678")
+	}
+}
+
+func TestClassify(t *testing.T) {
+	api := func(code int, reason string, header http.Header) error {
+		return &googleapi.Error{Code: code, Message: "m", Header: header, Errors: []googleapi.ErrorItem{{Reason: reason}}}
+	}
+	h := http.Header{}
+	h.Set("Retry-After", "7")
+	for _, tc := range []struct {
+		name      string
+		err       error
+		permanent bool
+		wait      time.Duration
+	}{
+		{"400", api(400, "invalid", nil), true, 0},
+		{"403 denied", api(403, "accessDenied", nil), true, 0},
+		{"403 rate limit", api(403, "rateLimitExceeded", nil), false, 0},
+		{"403 quota", api(403, "quotaExceeded", nil), false, 0},
+		{"404", api(404, "notFound", nil), true, 0},
+		{"408", api(408, "", nil), false, 0},
+		{"429 with Retry-After", api(429, "", h), false, 7 * time.Second},
+		{"503", api(503, "backendError", nil), false, 0},
+		{"deadline", context.DeadlineExceeded, false, 0},
+		{"network", errors.New("connection refused"), false, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := classify("op", tc.err)
+			if opentrack.IsPermanent(err) != tc.permanent || !errors.Is(err, tc.err) {
+				t.Fatalf("classify = %v (permanent %v), want permanent %v", err, opentrack.IsPermanent(err), tc.permanent)
+			}
+			if d, ok := opentrack.RetryAfterDelay(err); tc.wait > 0 && (!ok || d != tc.wait) {
+				t.Fatalf("Retry-After = %v, %v; want %v", d, ok, tc.wait)
+			}
+		})
+	}
+}
+
+func TestErrorsArePrefixedOnce(t *testing.T) {
+	// The BigQuery client's own errors start with "bigquery: " too.
+	err := classify("create client", errors.New("bigquery: constructing client: no credentials"))
+	if got := err.Error(); got != "bigquery: create client: constructing client: no credentials" {
+		t.Fatalf("error = %q", got)
+	}
+}
+
+func TestLandedSet(t *testing.T) {
+	l := landedSet{seed: maphash.MakeSeed()}
+	if l.has("t", "a") || l.len() != 0 {
+		t.Fatal("empty set has a")
+	}
+	l.add("t", "a")
+	l.add("t", "a")
+	if !l.has("t", "a") || l.has("u", "a") || l.has("t", "b") || l.len() != 1 {
+		t.Fatal("after add")
+	}
+	l.remove("t", "a")
+	if l.has("t", "a") || l.len() != 0 {
+		t.Fatal("after remove")
+	}
+	for i := range maxLanded + 10 {
+		l.add("t", fmt.Sprint(i))
+	}
+	if l.len() != maxLanded || l.has("t", "0") || !l.has("t", fmt.Sprint(maxLanded+9)) {
+		t.Fatalf("past the bound: %d entries", l.len())
 	}
 }

@@ -16,16 +16,23 @@
 //     relax REQUIRED to NULLABLE; a column may not be removed or change type;
 //     an If-Match header must carry the table's current etag (412 otherwise);
 //   - tables.insert: valid column names and types, no duplicate columns, a
-//     partitioning column that exists and holds time; 409 if the table exists.
+//     partitioning column that exists and holds time; 409 if the table exists;
+//   - tables.insert and tables.patch: at most [MaxColumns] columns in a table,
+//     nested ones included ([Options.MaxColumns] lowers the limit for a test).
 //
 // Errors are answered in the JSON form that googleapi parses, so the real
 // client (cloud.google.com/go/bigquery) can be pointed at the stand-in with
 // [Server.NewClient], or with option.WithEndpoint([Server.Endpoint]) and
 // option.WithoutAuthentication().
 //
+// A tabledata.insertAll call whose caller has given up before it is
+// processed is not applied, so that a slow test machine does not lose
+// answers at random; Fault.Apply scripts that case.
+//
 // Faults are scripted with [Server.AddFault]: an error status for the next n
-// calls of an operation, optionally after applying the call (the answer is
-// lost, as on a network failure), or a delay.
+// calls of an operation (or of the schema changes that add one column),
+// optionally after applying the call (the answer is lost, as on a network
+// failure), or a delay.
 package fakebigquery
 
 import (
@@ -42,6 +49,7 @@ import (
 	"time"
 
 	bq "cloud.google.com/go/bigquery"
+	bqv2 "google.golang.org/api/bigquery/v2"
 	"google.golang.org/api/option"
 )
 
@@ -63,7 +71,8 @@ const (
 const (
 	MaxRequestRows  = 50000
 	MaxRequestBytes = 10 << 20
-	// MaxColumns is the most columns a table may have.
+	// MaxColumns is the most columns a table may have, nested ones
+	// included, as BigQuery documents it.
 	MaxColumns = 10000
 )
 
@@ -109,6 +118,12 @@ type Fault struct {
 	// Delay waits before answering, or until the caller gives up (then
 	// nothing is answered, and without Apply nothing is changed).
 	Delay time.Duration
+	// Column limits a tables.insert or tables.patch fault to calls whose
+	// schema adds this column (case-insensitively), as BigQuery refuses a
+	// schema change for one column's sake: a name it does not take, a
+	// policy. Calls that do not add it pass, and do not count against
+	// Times.
+	Column string
 }
 
 // Options configures a [Server].
@@ -120,6 +135,10 @@ type Options struct {
 	// to insertAll ("no such field"), as BigQuery's streaming backend
 	// lags behind schema changes. Zero means no lag.
 	SchemaLag time.Duration
+	// MaxColumns is the most columns a table may have; zero means
+	// [MaxColumns], BigQuery's limit. A test lowers it to reach the limit
+	// without ten thousand columns.
+	MaxColumns int
 }
 
 // Stats are the stand-in's insertAll counters.
@@ -332,7 +351,7 @@ func (s *Server) CreateTable(project, datasetID, tableID string, fields []Field)
 	if _, ok := d.tables[tableID]; ok {
 		return fmt.Errorf("fakebigquery: table %s exists", tableID)
 	}
-	if msg := checkSchema(fields); msg != "" {
+	if msg := checkSchema(fields, s.maxColumns()); msg != "" {
 		return fmt.Errorf("fakebigquery: %s", msg)
 	}
 	now := time.Now()
@@ -441,12 +460,24 @@ func (s *Server) nextEtag() string {
 // false when the fault has answered already; otherwise the handler goes on,
 // and finish must be called with the recorder it returns.
 func (s *Server) begin(w http.ResponseWriter, r *http.Request, op Op) (http.ResponseWriter, func(), bool) {
+	table := r.PathValue("table")
+	var schema *bqv2.Table // the body of a schema change, for faults limited to a column
+	if op == TablesInsert || op == TablesPatch {
+		body, _ := io.ReadAll(r.Body)
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		var t bqv2.Table
+		if json.Unmarshal(body, &t) == nil {
+			schema = &t
+			if op == TablesInsert && t.TableReference != nil {
+				table = t.TableReference.TableId
+			}
+		}
+	}
 	s.mu.Lock()
 	s.calls[op]++
 	var f *Fault
-	table := r.PathValue("table")
 	for i, c := range s.faults {
-		if c.Op == op && (c.Table == "" || c.Table == table) {
+		if c.Op == op && (c.Table == "" || c.Table == table) && (c.Column == "" || s.adds(r, schema, c.Column)) {
 			f = c
 			c.Times--
 			if c.Times == 0 {
@@ -492,6 +523,34 @@ func (s *Server) begin(w http.ResponseWriter, r *http.Request, op Op) (http.Resp
 	}
 	writeError(w, f.Status, f.Reason, fmt.Sprintf("injected %d for %s", f.Status, op))
 	return w, nil, false
+}
+
+// adds reports whether the schema of a tables.insert or tables.patch body
+// adds column to the table's. s.mu must be held.
+func (s *Server) adds(r *http.Request, body *bqv2.Table, column string) bool {
+	if body == nil || body.Schema == nil {
+		return false
+	}
+	if cur := s.lookup(r.PathValue("project"), r.PathValue("dataset"), r.PathValue("table")); cur != nil {
+		for _, f := range cur.fields {
+			if strings.EqualFold(f.Name, column) {
+				return false
+			}
+		}
+	}
+	for _, f := range body.Schema.Fields {
+		if strings.EqualFold(f.Name, column) {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Server) maxColumns() int {
+	if s.opts.MaxColumns > 0 {
+		return s.opts.MaxColumns
+	}
+	return MaxColumns
 }
 
 // apiError is the error body googleapi parses.

@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -441,5 +443,127 @@ func TestSchemaLag(t *testing.T) {
 	time.Sleep(time.Until(after.Add(lag)))
 	if err := ins.Put(ctx, mapRow{id: "3", vals: map[string]bq.Value{"a": "x", "b": "y"}}); err != nil {
 		t.Fatalf("after the lag: %v", err)
+	}
+}
+
+// columns returns n STRING columns named prefix0, prefix1, ...
+func columns(prefix string, n int) bq.Schema {
+	s := make(bq.Schema, n)
+	for i := range s {
+		s[i] = &bq.FieldSchema{Name: fmt.Sprint(prefix, i), Type: bq.StringFieldType}
+	}
+	return s
+}
+
+func TestColumnLimit(t *testing.T) {
+	for _, limit := range []int{0, 50} {
+		t.Run(fmt.Sprint("limit ", limit), func(t *testing.T) {
+			srv := fakebigquery.New(&fakebigquery.Options{MaxColumns: limit})
+			defer srv.Close()
+			ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+			defer cancel()
+			c, err := srv.NewClient(ctx, project)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			srv.CreateDataset(project, "ds", "")
+			want := limit
+			if want == 0 {
+				want = fakebigquery.MaxColumns
+			}
+			// One column too many is refused at creation, as BigQuery
+			// counts them: nested ones included.
+			nested := append(columns("a", want-2), &bq.FieldSchema{Name: "r", Type: bq.RecordFieldType, Schema: columns("b", 2)})
+			err = c.Dataset("ds").Table("wide").Create(ctx, &bq.TableMetadata{Schema: nested})
+			var ge *googleapi.Error
+			if !errors.As(err, &ge) || ge.Code != http.StatusBadRequest || !strings.Contains(ge.Message, "Too many columns") {
+				t.Fatalf("create with %d columns: want 400 Too many columns, got %v", want+1, err)
+			}
+			// The limit itself is fine; one more by patch is refused.
+			tbl := c.Dataset("ds").Table("t")
+			if err := tbl.Create(ctx, &bq.TableMetadata{Schema: columns("a", want-1)}); err != nil {
+				t.Fatal(err)
+			}
+			md, err := tbl.Metadata(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			md, err = tbl.Update(ctx, bq.TableMetadataToUpdate{Schema: append(md.Schema, columns("b", 1)...)}, md.ETag)
+			if err != nil {
+				t.Fatalf("patch to exactly the limit: %v", err)
+			}
+			_, err = tbl.Update(ctx, bq.TableMetadataToUpdate{Schema: append(md.Schema, columns("c", 1)...)}, md.ETag)
+			if apiCode(err) != http.StatusBadRequest {
+				t.Fatalf("patch past the limit: want 400, got %v", err)
+			}
+		})
+	}
+}
+
+func TestColumnFault(t *testing.T) {
+	srv, c, ctx := setup(t)
+	srv.CreateDataset(project, "ds", "")
+	srv.AddFault(fakebigquery.Fault{Op: fakebigquery.TablesPatch, Column: "Bad", Status: http.StatusBadRequest, Times: 2})
+	srv.AddFault(fakebigquery.Fault{Op: fakebigquery.TablesInsert, Table: "other", Column: "bad", Status: http.StatusBadRequest})
+	tbl := c.Dataset("ds").Table("t")
+	if err := tbl.Create(ctx, &bq.TableMetadata{Schema: append(columns("a", 1), columns("bad", 1)...)}); err != nil {
+		t.Fatalf("create of another table: %v", err)
+	}
+	md, err := tbl.Metadata(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A patch that keeps bad0 but does not add "bad" passes.
+	if md, err = tbl.Update(ctx, bq.TableMetadataToUpdate{Schema: append(md.Schema, columns("good", 1)...)}, md.ETag); err != nil {
+		t.Fatalf("patch without the column: %v", err)
+	}
+	for i := range 2 {
+		_, err = tbl.Update(ctx, bq.TableMetadataToUpdate{Schema: append(md.Schema, columns(fmt.Sprint("x", i, "_"), 1)...)}, md.ETag)
+		if err != nil {
+			t.Fatalf("patch %d without the column: %v", i, err)
+		}
+		md, _ = tbl.Metadata(ctx)
+		_, err := tbl.Update(ctx, bq.TableMetadataToUpdate{Schema: append(md.Schema, &bq.FieldSchema{Name: "bad", Type: bq.StringFieldType})}, md.ETag)
+		if apiCode(err) != http.StatusBadRequest {
+			t.Fatalf("patch %d adding the column: want 400, got %v", i, err)
+		}
+	}
+	// Times is spent: the column is taken now.
+	if _, err = tbl.Update(ctx, bq.TableMetadataToUpdate{Schema: append(md.Schema, &bq.FieldSchema{Name: "bad", Type: bq.StringFieldType})}, md.ETag); err != nil {
+		t.Fatalf("patch after the fault: %v", err)
+	}
+	// The insert fault is for another table and its column.
+	if err := c.Dataset("ds").Table("other").Create(ctx, &bq.TableMetadata{Schema: columns("a", 1)}); err != nil {
+		t.Fatalf("create other without the column: %v", err)
+	}
+	if err := c.Dataset("ds").Table("other2").Create(ctx, &bq.TableMetadata{Schema: bq.Schema{{Name: "bad", Type: bq.StringFieldType}}}); err != nil {
+		t.Fatalf("create other2 with the column: %v", err)
+	}
+	srv.DeleteTable(project, "ds", "other")
+	if err := c.Dataset("ds").Table("other").Create(ctx, &bq.TableMetadata{Schema: bq.Schema{{Name: "bad", Type: bq.StringFieldType}}}); apiCode(err) != http.StatusBadRequest {
+		t.Fatalf("create other with the column: want 400, got %v", err)
+	}
+}
+
+func TestInsertAllOfAGoneCallerIsNotApplied(t *testing.T) {
+	srv := fakebigquery.NewHandler(nil)
+	if err := srv.CreateTable(project, "ds", "t", []fakebigquery.Field{{Name: "a", Type: "STRING"}}); err != nil {
+		t.Fatal(err)
+	}
+	body := `{"rows":[{"insertId":"1","json":{"a":"x"}}]}`
+	send := func(ctx context.Context) {
+		req := httptest.NewRequestWithContext(ctx, http.MethodPost, "/bigquery/v2/projects/proj/datasets/ds/tables/t/insertAll", strings.NewReader(body))
+		srv.ServeHTTP(httptest.NewRecorder(), req)
+	}
+	gone, cancel := context.WithCancel(t.Context())
+	cancel()
+	send(gone)
+	if n := len(srv.Rows(project, "ds", "t")); n != 0 {
+		t.Fatalf("a gone caller's row was stored")
+	}
+	send(t.Context())
+	if n := len(srv.Rows(project, "ds", "t")); n != 1 {
+		t.Fatalf("%d rows stored, want 1", n)
 	}
 }

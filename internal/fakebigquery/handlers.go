@@ -115,7 +115,7 @@ func (s *Server) insertTable(w http.ResponseWriter, r *http.Request) {
 	if body.Schema != nil {
 		fields = fromAPI(body.Schema.Fields)
 	}
-	if msg := checkSchema(fields); msg != "" {
+	if msg := checkSchema(fields, s.maxColumns()); msg != "" {
 		writeError(w, http.StatusBadRequest, "invalid", msg)
 		return
 	}
@@ -175,11 +175,18 @@ func checkPartitioning(fields []Field, p *partitioning) string {
 	return fmt.Sprintf("The field specified for time partitioning can not be found in the schema: %s", p.Field)
 }
 
-// checkSchema validates a new table's columns.
-func checkSchema(fields []Field) string {
-	if countColumns(fields) > MaxColumns {
-		return fmt.Sprintf("Too many columns: the limit is %d", MaxColumns)
+// checkSchema validates a table's columns: at most limit of them, nested
+// ones included.
+func checkSchema(fields []Field, limit int) string {
+	if n := countColumns(fields); n > limit {
+		return fmt.Sprintf("Too many columns: %d, the limit is %d", n, limit)
 	}
+	return checkFields(fields)
+}
+
+// checkFields validates columns: their names, types and modes, and no
+// duplicate.
+func checkFields(fields []Field) string {
 	seen := make(map[string]bool, len(fields))
 	for _, f := range fields {
 		if msg := checkField(f); msg != "" {
@@ -225,7 +232,7 @@ func checkField(f Field) string {
 		if len(f.Fields) == 0 {
 			return fmt.Sprintf("Field %s is type RECORD but has no schema", f.Name)
 		}
-		return checkSchema(f.Fields)
+		return checkFields(f.Fields)
 	}
 	if len(f.Fields) > 0 {
 		return fmt.Sprintf("Field %s has subfields but is not a RECORD", f.Name)
@@ -336,7 +343,7 @@ func (s *Server) patchTable(w http.ResponseWriter, r *http.Request) {
 	}
 	if body.Schema != nil {
 		next := fromAPI(body.Schema.Fields)
-		if msg := checkSchemaChange(name, t.fields, next); msg != "" {
+		if msg := checkSchemaChange(name, t.fields, next, s.maxColumns()); msg != "" {
 			writeError(w, http.StatusBadRequest, "invalid", msg)
 			return
 		}
@@ -368,8 +375,8 @@ func (s *Server) patchTable(w http.ResponseWriter, r *http.Request) {
 // checkSchemaChange enforces BigQuery's rules for a schema patch: every
 // column stays, with its type; REQUIRED may become NULLABLE but not the
 // reverse; new columns are NULLABLE or REPEATED.
-func checkSchemaChange(table string, old, next []Field) string {
-	if msg := checkSchema(next); msg != "" {
+func checkSchemaChange(table string, old, next []Field, limit int) string {
+	if msg := checkSchema(next, limit); msg != "" {
 		return msg
 	}
 	byName := make(map[string]Field, len(next))
@@ -389,7 +396,7 @@ func checkSchemaChange(table string, old, next []Field) string {
 			return fmt.Sprintf("Provided Schema does not match Table %s. Field %s has changed mode from %s to %s", table, o.Name, om, nm)
 		}
 		if normalizeType(o.Type) == "RECORD" {
-			if msg := checkSchemaChange(table, o.Fields, n.Fields); msg != "" {
+			if msg := checkSchemaChange(table, o.Fields, n.Fields, limit); msg != "" {
 				return msg
 			}
 		}
@@ -453,6 +460,12 @@ func (s *Server) insertAll(w http.ResponseWriter, r *http.Request) {
 	}
 	if len(req.Rows) == 0 {
 		writeError(w, http.StatusBadRequest, "invalid", "No rows present in the request.")
+		return
+	}
+	if r.Context().Err() != nil {
+		// The caller gave up before the request was processed (a slow
+		// machine): it is not applied. Fault.Apply scripts the answer lost
+		// after applying.
 		return
 	}
 
