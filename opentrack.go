@@ -141,8 +141,10 @@ type RetryPolicy struct {
 }
 
 // BatchOptions says when the Manager hands a batch to a [Batcher]: when it
-// holds MaxEvents events or MaxBytes bytes of event JSON, or Interval after
-// its first event, whichever comes first.
+// holds MaxEvents events or MaxBytes bytes (the memory its events hold, as
+// spec.Common.Size counts it: two to four times their JSON), or Interval
+// after its first event, whichever comes first. An integration whose
+// destination limits request bytes splits batches by its own count.
 type BatchOptions struct {
 	// MaxEvents defaults to DefaultBatchMaxEvents.
 	MaxEvents int
