@@ -71,6 +71,9 @@ func decodeCursors(b []byte) (cursorState, error) {
 		return cursorState{}, fmt.Errorf("%w: version %d", errBadCursors, v)
 	}
 	s := cursorState{next: binary.LittleEndian.Uint64(body[10:18]), cursors: map[string]uint64{}}
+	if s.next > maxSeq {
+		return cursorState{}, fmt.Errorf("%w: next %d out of range", errBadCursors, s.next)
+	}
 	n := binary.LittleEndian.Uint32(body[18:22])
 	rest := body[fixed:]
 	for range n {
@@ -81,7 +84,11 @@ func decodeCursors(b []byte) (cursorState, error) {
 		if len(rest) < 2+l+8 {
 			return cursorState{}, fmt.Errorf("%w: truncated", errBadCursors)
 		}
-		s.cursors[string(rest[2:2+l])] = binary.LittleEndian.Uint64(rest[2+l:])
+		c := binary.LittleEndian.Uint64(rest[2+l:])
+		if c > maxSeq+1 {
+			return cursorState{}, fmt.Errorf("%w: cursor %d out of range", errBadCursors, c)
+		}
+		s.cursors[string(rest[2:2+l])] = c
 		rest = rest[2+l+8:]
 	}
 	if len(rest) != 0 {

@@ -26,6 +26,9 @@ const (
 	// maxPayload bounds one record's payload; a frame header that claims
 	// more is corrupt. Events are at most 32 KB as the handler accepts them.
 	maxPayload = 16 << 20
+	// maxSeq bounds Seq, far beyond what a journal reaches, so that a
+	// corrupt Seq cannot make the next one wrap around.
+	maxSeq = 1 << 62
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -145,7 +148,7 @@ func (fr *frameReader) at(off int64) (frame, string, error) {
 		return frame{}, "length out of range", nil
 	case flags&^knownFlags != 0:
 		return frame{}, "unknown flags", nil
-	case seq == 0 || seq <= fr.prev:
+	case seq == 0 || seq <= fr.prev || seq > maxSeq:
 		return frame{}, "sequence out of order", nil
 	}
 	b, err := fr.window(off, frameHeaderSize+int(n))

@@ -138,11 +138,12 @@ func (r *reader) Next(ctx context.Context, limit int) ([]queue.Record, error) {
 		}
 		r.mu.Unlock()
 		j.mu.Unlock()
-		if err := ctx.Err(); err != nil {
+		n, err := r.fill()
+		if err != nil {
 			return nil, err
 		}
-		if err := r.fill(); err != nil {
-			return nil, err
+		if n == 0 && ctx.Err() != nil {
+			return nil, ctx.Err()
 		}
 	}
 }
@@ -181,8 +182,8 @@ func (r *reader) handOut(recs []queue.Record) []queue.Record {
 
 // fill reads the next records for this reader from disk into ahead: at most
 // ReadAhead of them, looking at no more than scanLimit bytes, within one
-// segment. readMu is held.
-func (r *reader) fill() error {
+// segment. It returns how many it read. readMu is held.
+func (r *reader) fill() (int, error) {
 	j := r.j
 	pos := r.pos
 	j.mu.Lock()
@@ -193,7 +194,7 @@ func (r *reader) fill() error {
 		r.pos = max(r.pos, j.next)
 		r.mu.Unlock()
 		j.mu.Unlock()
-		return nil
+		return 0, nil
 	}
 	seg, end, segLast := j.segs[i], j.segs[i].size, j.segs[i].last
 	isLast, next := i == len(j.segs)-1, j.next
@@ -203,10 +204,11 @@ func (r *reader) fill() error {
 		r.closeFile()
 		f, err := os.Open(seg.path)
 		if errors.Is(err, os.ErrNotExist) {
-			return r.lost(seg, segLast)
+			r.lost(seg, segLast)
+			return 0, nil
 		}
 		if err != nil {
-			return fmt.Errorf("journal: read %s: %w", seg.path, err)
+			return 0, fmt.Errorf("journal: read %s: %w", seg.path, err)
 		}
 		r.file, r.fileSeg = f, seg
 	}
@@ -229,7 +231,7 @@ func (r *reader) fill() error {
 			break
 		}
 		if err != nil {
-			return fmt.Errorf("journal: read %s: %w", seg.path, err)
+			return 0, fmt.Errorf("journal: read %s: %w", seg.path, err)
 		}
 		scanned += frameHeaderSize + len(f.payload)
 		if f.seq < pos {
@@ -275,13 +277,13 @@ func (r *reader) fill() error {
 	r.bytes -= droppedBytes
 	r.mu.Unlock()
 	r.frPos = pos
-	return nil
+	return len(got), nil
 }
 
 // lost handles a segment file that vanished while still listed: deleted
 // from outside the journal. Its records cannot be read; the reader moves
 // past them.
-func (r *reader) lost(seg *segment, last uint64) error {
+func (r *reader) lost(seg *segment, last uint64) {
 	j := r.j
 	j.mu.Lock()
 	listed := slices.Contains(j.segs, seg)
@@ -292,7 +294,8 @@ func (r *reader) lost(seg *segment, last uint64) error {
 		r.pos = max(r.pos, last+1)
 		r.mu.Unlock()
 	}
-	return nil // deleted by the journal: pos is behind every cursor, look again
+	// Otherwise the journal deleted it: pos is behind every cursor, and
+	// the next look finds a later segment.
 }
 
 // Settle marks records Next returned as done with; see [queue.Reader].
@@ -359,7 +362,7 @@ func (r *reader) Stats() queue.ReaderStats {
 		closed := r.j.closed
 		r.j.mu.Unlock()
 		if !closed {
-			_ = r.fill() // an error shows again to Next
+			_, _ = r.fill() // an error shows again to Next
 		}
 		r.readMu.Unlock()
 		if st, ok = r.stats(); ok {

@@ -99,7 +99,7 @@ func listSegments(dir string) ([]*segment, error) {
 			continue
 		}
 		base, err := strconv.ParseUint(digits, 10, 64)
-		if err != nil {
+		if err != nil || base > maxSeq {
 			continue
 		}
 		segs = append(segs, &segment{base: base, path: filepath.Join(dir, name)})
