@@ -17,7 +17,8 @@ import (
 //	[8:10]  format version, little endian (cursorsVersion)
 //	[10:18] next: the Seq the next record gets, little endian
 //	[18:22] count of entries, little endian
-//	entries: name length (uint16), name, cursor (uint64), little endian
+//	entries: name length (uint16), name, cursor (uint64), little endian,
+//	         in name order
 //	last 4  CRC-32C of everything before
 //
 // It is replaced as a whole: written to cursors.tmp, fsynced, renamed over
@@ -76,7 +77,8 @@ func decodeCursors(b []byte) (cursorState, error) {
 	}
 	n := binary.LittleEndian.Uint32(body[18:22])
 	rest := body[fixed:]
-	for range n {
+	prev := ""
+	for i := range n {
 		if len(rest) < 2 {
 			return cursorState{}, fmt.Errorf("%w: truncated", errBadCursors)
 		}
@@ -84,11 +86,16 @@ func decodeCursors(b []byte) (cursorState, error) {
 		if len(rest) < 2+l+8 {
 			return cursorState{}, fmt.Errorf("%w: truncated", errBadCursors)
 		}
+		name := string(rest[2 : 2+l])
+		if i > 0 && name <= prev {
+			return cursorState{}, fmt.Errorf("%w: names out of order", errBadCursors)
+		}
+		prev = name
 		c := binary.LittleEndian.Uint64(rest[2+l:])
 		if c > maxSeq+1 {
 			return cursorState{}, fmt.Errorf("%w: cursor %d out of range", errBadCursors, c)
 		}
-		s.cursors[string(rest[2:2+l])] = c
+		s.cursors[name] = c
 		rest = rest[2+l+8:]
 	}
 	if len(rest) != 0 {

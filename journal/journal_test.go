@@ -338,8 +338,8 @@ func TestTruncatedSegment(t *testing.T) {
 
 func TestMissingCursors(t *testing.T) {
 	for _, c := range []struct {
-		name  string
-		break_ func(path string) error
+		name   string
+		damage func(path string) error
 	}{
 		{"missing", os.Remove},
 		{"garbage", func(p string) error { return os.WriteFile(p, []byte("OTCURSOR not really"), 0o600) }},
@@ -354,7 +354,7 @@ func TestMissingCursors(t *testing.T) {
 				t.Fatal(err)
 			}
 			j.Close()
-			if err := c.break_(filepath.Join(dir, cursorsFile)); err != nil {
+			if err := c.damage(filepath.Join(dir, cursorsFile)); err != nil {
 				t.Fatal(err)
 			}
 			var logs logBuffer

@@ -146,7 +146,10 @@ func TestDecodeRecordErrors(t *testing.T) {
 
 // FuzzDecodeRecord checks that DecodeRecord never panics, and that a record
 // it accepts re-encodes to a payload that decodes to an equal record, and
-// whose next round trip is byte for byte the same.
+// whose next round trip is byte for byte the same. Size, the length of the
+// event's JSON, may change in the first round trip only: the input's JSON
+// need not be what MarshalJSON writes (spacing, a receivedAt different from
+// the header's).
 func FuzzDecodeRecord(f *testing.F) {
 	r := testRecord(f)
 	b, err := queue.EncodeRecord(nil, r)
@@ -186,21 +189,25 @@ func FuzzDecodeRecord(f *testing.F) {
 		if err != nil {
 			t.Fatalf("a re-encoded record does not decode: %v", err)
 		}
-		if !sameRecord(r1, r2) {
+		j1, _ := r1.Event.MarshalJSON()
+		if r2.Size != len(j1) || !sameRecord(r1, r2, false) {
 			t.Fatalf("round trip changed the record:\n%+v\n%+v", r1, r2)
 		}
 		b3, err := queue.EncodeRecord(nil, r2)
 		if err != nil || !bytes.Equal(b2, b3) {
 			t.Fatalf("second round trip differs (%v):\n%q\n%q", err, b2, b3)
 		}
+		if r3, err := queue.DecodeRecord(b3); err != nil || !sameRecord(r2, r3, true) {
+			t.Fatalf("second round trip changed the record (%v):\n%+v\n%+v", err, r2, r3)
+		}
 	})
 }
 
-func sameRecord(a, b queue.Record) bool {
+func sameRecord(a, b queue.Record, size bool) bool {
 	ja, erra := a.Event.MarshalJSON()
 	jb, errb := b.Event.MarshalJSON()
 	return erra == nil && errb == nil && bytes.Equal(ja, jb) &&
-		a.Size == b.Size && slices.Equal(a.Targets, b.Targets) &&
+		(!size || a.Size == b.Size) && slices.Equal(a.Targets, b.Targets) &&
 		a.Appended.Equal(b.Appended) &&
 		a.Event.Fields().ReceivedAt.Equal(b.Event.Fields().ReceivedAt)
 }
