@@ -1,0 +1,180 @@
+package journal
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/opentrackhq/opentrack/queue"
+	"github.com/opentrackhq/opentrack/spec"
+)
+
+// The Append benchmarks measure what the collector's handler waits for: a
+// producer appends one event of about 600 bytes and waits until it is
+// durable, with 1, 16, 64 and 256 producers at once. They report events/s,
+// events per fdatasync, the producers' wait (p50, p99) and CPU time per
+// event, for the journal and for pebble with Sync writes of the same
+// payloads, the ready-made alternative:
+//
+//	go test -run '^$' -bench Append -benchtime 3s ./journal/
+
+var producerCounts = []int{1, 16, 64, 256}
+
+// benchEvent returns an event whose JSON is about 600 bytes.
+func benchEvent(id string) spec.Event {
+	e := track(id, 0)
+	e.Fields().Context["page"] = map[string]any{"url": "https://example.com/checkout", "title": strings.Repeat("x", 280)}
+	return e
+}
+
+// appendFunc makes one event durable.
+type appendFunc func(ctx context.Context, rec queue.Record) error
+
+// runProducers runs b.N appends from producers goroutines and reports the
+// figures; syncs returns the number of syncs so far.
+func runProducers(b *testing.B, producers int, appendOne appendFunc, syncs func() uint64) {
+	events := make([]spec.Event, 1024)
+	for i := range events {
+		events[i] = benchEvent(fmt.Sprint("bench-", i))
+	}
+	var next atomic.Int64
+	waits := make([][]time.Duration, producers)
+	syncs0 := syncs()
+	cpu0 := cpuTime()
+	b.ResetTimer()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for p := range producers {
+		wg.Go(func() {
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(b.N) {
+					return
+				}
+				rec := queue.Record{Event: events[i%int64(len(events))], Targets: []string{"a"}}
+				t0 := time.Now()
+				if err := appendOne(context.Background(), rec); err != nil {
+					b.Error(err)
+					return
+				}
+				waits[p] = append(waits[p], time.Since(t0))
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	b.StopTimer()
+	cpu := cpuTime() - cpu0
+	all := slices.Concat(waits...)
+	slices.Sort(all)
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "events/s")
+	if n := syncs() - syncs0; n > 0 {
+		b.ReportMetric(float64(b.N)/float64(n), "events/sync")
+	}
+	if len(all) > 0 {
+		b.ReportMetric(float64(all[len(all)/2].Microseconds())/1000, "p50-ms")
+		b.ReportMetric(float64(all[len(all)*99/100].Microseconds())/1000, "p99-ms")
+	}
+	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/event")
+}
+
+// cpuTime returns the process's user and system CPU time.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func BenchmarkAppend(b *testing.B) {
+	for _, producers := range producerCounts {
+		b.Run(fmt.Sprint("journal/producers=", producers), func(b *testing.B) {
+			j := openJournal(b, b.TempDir(), &Options{MaxBytes: 64 << 30})
+			openReaders(b, j, "a")
+			runProducers(b, producers, func(ctx context.Context, rec queue.Record) error {
+				return j.Append(ctx, []queue.Record{rec})
+			}, func() uint64 { return j.Stats().Syncs })
+		})
+		b.Run(fmt.Sprint("pebble/producers=", producers), func(b *testing.B) {
+			fs := &countingFS{FS: vfs.Default}
+			db, err := pebble.Open(b.TempDir(), &pebble.Options{FS: fs, Logger: quietPebble{}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer db.Close()
+			var seq atomic.Uint64
+			runProducers(b, producers, func(ctx context.Context, rec queue.Record) error {
+				rec.Appended = time.Now()
+				payload, err := queue.EncodeRecord(nil, rec)
+				if err != nil {
+					return err
+				}
+				key := binary.BigEndian.AppendUint64(nil, seq.Add(1))
+				return db.Set(key, payload, pebble.Sync)
+			}, fs.syncs.Load)
+		})
+	}
+}
+
+// countingFS counts the syncs of pebble's write-ahead log files (*.log),
+// which are what a Sync write waits for; flushes and compactions sync
+// their tables in the background.
+type countingFS struct {
+	vfs.FS
+	syncs atomic.Uint64
+}
+
+func (fs *countingFS) Create(name string, cat vfs.DiskWriteCategory) (vfs.File, error) {
+	f, err := fs.FS.Create(name, cat)
+	if err != nil || !strings.HasSuffix(name, ".log") {
+		return f, err
+	}
+	return &countingFile{File: f, fs: fs}, nil
+}
+
+func (fs *countingFS) ReuseForWrite(oldname, newname string, cat vfs.DiskWriteCategory) (vfs.File, error) {
+	f, err := fs.FS.ReuseForWrite(oldname, newname, cat)
+	if err != nil || !strings.HasSuffix(newname, ".log") {
+		return f, err
+	}
+	return &countingFile{File: f, fs: fs}, nil
+}
+
+type countingFile struct {
+	vfs.File
+	fs *countingFS
+}
+
+func (f *countingFile) Sync() error {
+	f.fs.syncs.Add(1)
+	return f.File.Sync()
+}
+
+func (f *countingFile) SyncData() error {
+	f.fs.syncs.Add(1)
+	return f.File.SyncData()
+}
+
+func (f *countingFile) SyncTo(length int64) (bool, error) {
+	f.fs.syncs.Add(1)
+	return f.File.SyncTo(length)
+}
+
+type quietPebble struct{}
+
+func (quietPebble) Infof(string, ...any)  {}
+func (quietPebble) Errorf(string, ...any) {}
+func (quietPebble) Fatalf(format string, args ...any) {
+	panic(fmt.Sprintf(format, args...))
+}

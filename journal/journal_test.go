@@ -1,0 +1,587 @@
+package journal
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/opentrackhq/opentrack/queue"
+)
+
+func TestOptions(t *testing.T) {
+	for _, c := range []struct {
+		opts  Options
+		field string
+	}{
+		{Options{MaxBytes: -1}, "MaxBytes"},
+		{Options{SegmentBytes: -1}, "SegmentBytes"},
+		{Options{TailRecords: -1}, "TailRecords"},
+		{Options{ReadAhead: -1}, "ReadAhead"},
+		{Options{CursorInterval: -1}, "CursorInterval"},
+		{Options{SegmentBytes: 100}, "SegmentBytes"},
+		{Options{MaxBytes: 1 << 20, SegmentBytes: 1<<19 + 1}, "SegmentBytes"},
+	} {
+		_, err := Open(t.TempDir(), &c.opts)
+		var ce *ConfigError
+		if !errors.As(err, &ce) || ce.Field != "journal.Options."+c.field {
+			t.Errorf("Open with %+v: %v, want a ConfigError for %s", c.opts, err, c.field)
+		}
+	}
+	o, err := (*Options)(nil).withDefaults()
+	if err != nil || o.MaxBytes != DefaultMaxBytes || o.SegmentBytes != DefaultSegmentBytes ||
+		o.TailRecords != DefaultTailRecords || o.CursorInterval != DefaultCursorInterval || o.Logger == nil {
+		t.Errorf("nil Options: %+v, %v", o, err)
+	}
+	o, _ = (&Options{MaxBytes: 1 << 20}).withDefaults()
+	if o.SegmentBytes != 1<<16 {
+		t.Errorf("SegmentBytes for MaxBytes 1 MiB = %d, want MaxBytes/16", o.SegmentBytes)
+	}
+}
+
+func TestUnusableDirectory(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dirs := []string{file, filepath.Join(file, "sub")}
+	if runtime.GOOS == "linux" {
+		dirs = append(dirs, "/proc/self/journal") // not writable, even by root
+	}
+	if os.Geteuid() != 0 {
+		ro := filepath.Join(t.TempDir(), "ro")
+		if err := os.Mkdir(ro, 0o500); err != nil {
+			t.Fatal(err)
+		}
+		dirs = append(dirs, ro)
+	}
+	for _, dir := range dirs {
+		j, err := Open(dir, &Options{Logger: quiet()})
+		if err == nil {
+			j.Close()
+			t.Errorf("Open(%s): no error", dir)
+			continue
+		}
+		if !strings.HasPrefix(err.Error(), "journal: ") || !strings.Contains(err.Error(), dir) {
+			t.Errorf("Open(%s) = %q; want an error naming the directory", dir, err)
+		}
+	}
+}
+
+func TestLocked(t *testing.T) {
+	dir := t.TempDir()
+	j := openJournal(t, dir, nil)
+	_, err := Open(dir, &Options{Logger: quiet()})
+	if !errors.Is(err, ErrLocked) || !strings.Contains(err.Error(), dir) || !strings.Contains(err.Error(), lockFile) {
+		t.Fatalf("second Open = %v; want ErrLocked naming the directory and the lock file", err)
+	}
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	j2, err := Open(dir, &Options{Logger: quiet()})
+	if err != nil {
+		t.Fatalf("Open after Close: %v", err)
+	}
+	j2.Close()
+}
+
+func TestAppendBeforeOpen(t *testing.T) {
+	j := openJournal(t, t.TempDir(), nil)
+	err := j.Append(context.Background(), []queue.Record{{Event: track("x", 0), Targets: []string{"a"}}})
+	if err == nil {
+		t.Fatal("Append before Open: no error")
+	}
+	if _, err := j.Open([]string{"a", "a"}); err == nil {
+		t.Fatal("Open with a name twice: no error")
+	}
+}
+
+func TestGroupCommit(t *testing.T) {
+	j := openJournal(t, t.TempDir(), nil)
+	rs := openReaders(t, j, "a")
+	const producers, each = 64, 10
+	var wg sync.WaitGroup
+	for p := range producers {
+		wg.Go(func() { appendN(t, j, each, fmt.Sprintf("p%d-", p), "a") })
+	}
+	wg.Wait()
+	st := j.Stats()
+	if st.Appended != producers*each || st.Syncs == 0 || st.Syncs >= st.Appended {
+		t.Fatalf("Appended %d with %d syncs; want concurrent Appends to share syncs", st.Appended, st.Syncs)
+	}
+	t.Logf("%d records, %d syncs: %.1f records per sync", st.Appended, st.Syncs, float64(st.Appended)/float64(st.Syncs))
+	if got := readN(t, rs[0], producers*each); len(got) != producers*each {
+		t.Fatal(len(got))
+	}
+}
+
+func TestStats(t *testing.T) {
+	dir := t.TempDir()
+	j := openJournal(t, dir, &Options{SegmentBytes: 4 << 10, MaxBytes: 1 << 20})
+	rs := openReaders(t, j, "a", "b")
+	recs := appendN(t, j, 30, "s", "a")
+	st := j.Stats()
+	var onDisk int64
+	for _, f := range segmentFiles(t, dir) {
+		onDisk += fileSize(t, f)
+	}
+	if st.Bytes != onDisk || st.Segments != len(segmentFiles(t, dir)) || st.Segments < 2 {
+		t.Errorf("Stats Bytes %d in %d segments; on disk %d bytes in %d files", st.Bytes, st.Segments, onDisk, len(segmentFiles(t, dir)))
+	}
+	if !st.Oldest.Equal(recs[0].Appended) || st.Next != recs[29].Seq+1 || st.Appended != 30 {
+		t.Errorf("Stats %+v", st)
+	}
+	if a := st.Readers["a"]; a.Unsettled != 30 || !a.Oldest.Equal(recs[0].Appended) {
+		t.Errorf("reader a: %+v", a)
+	}
+	if b := st.Readers["b"]; b.Unsettled != 0 || b.Cursor != st.Next {
+		t.Errorf("reader b, for which there is nothing: %+v, want its cursor at %d", b, st.Next)
+	}
+	_ = rs
+}
+
+func TestTornTail(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		tear func(frames []byte, ends []int) []byte
+	}{
+		{"half a frame", func(b []byte, ends []int) []byte { return b[:ends[0]/2] }},
+		{"half a header", func(b []byte, ends []int) []byte { return b[:frameHeaderSize/2] }},
+		// Two whole records of a three-record Append, and half the third:
+		// the Append was never acknowledged, and goes as a whole.
+		{"unfinished Append", func(b []byte, ends []int) []byte { return b[:ends[1]+5] }},
+		{"Append without its last record", func(b []byte, ends []int) []byte { return b[:ends[1]] }},
+		{"zeros", func(b []byte, ends []int) []byte { return make([]byte, 4096) }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			j := openJournal(t, dir, nil)
+			rs := openReaders(t, j, "a")
+			want := appendN(t, j, 5, "m", "a")
+			readN(t, rs[0], 2)
+			j.Close()
+			seg := segmentFiles(t, dir)[0]
+			size := fileSize(t, seg)
+
+			frames, ends := testFrames(t, want[4].Seq+1, "torn", 3)
+			torn := c.tear(frames, ends)
+			f, err := os.OpenFile(seg, os.O_WRONLY|os.O_APPEND, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.Write(torn)
+			f.Close()
+
+			var logs logBuffer
+			j = openJournal(t, dir, &Options{Logger: logs.logger()})
+			if got := fileSize(t, seg); got != size {
+				t.Errorf("segment is %d bytes after recovery, want %d", got, size)
+			}
+			if st := j.Stats(); st.Truncated != int64(len(torn)) || st.Corrupt != 0 || st.Next != want[4].Seq+1 {
+				t.Errorf("Stats %+v; want %d bytes truncated, nothing corrupt", st, len(torn))
+			}
+			if !strings.Contains(logs.String(), "truncated") {
+				t.Errorf("nothing logged about the truncation:\n%s", logs.String())
+			}
+			rs = openReaders(t, j, "a")
+			got := readN(t, rs[0], 5)
+			if !slices.Equal(messageIDs(got), messageIDs(want)) {
+				t.Errorf("read %q, want %q", messageIDs(got), messageIDs(want))
+			}
+			if rest := readRest(t, rs[0]); len(rest) != 0 {
+				t.Errorf("read %q past the acknowledged records", messageIDs(rest))
+			}
+			more := appendN(t, j, 2, "after", "a")
+			j.Close()
+
+			j = openJournal(t, dir, nil)
+			rs = openReaders(t, j, "a")
+			got = readN(t, rs[0], 7)
+			if !slices.Equal(messageIDs(got), messageIDs(append(want, more...))) {
+				t.Errorf("after a second reopening read %q", messageIDs(got))
+			}
+		})
+	}
+}
+
+// testFrames returns n sealed frames of one Append from Seq first on, and
+// the offset where each ends.
+func testFrames(t *testing.T, first uint64, prefix string, n int) ([]byte, []int) {
+	t.Helper()
+	var recs []queue.Record
+	for i := range n {
+		recs = append(recs, queue.Record{Event: track(fmt.Sprint(prefix, i), 200), Targets: []string{"a"}})
+	}
+	req, err := newRequest(recs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ends []int
+	for k, it := range req.items {
+		var flags byte
+		if k == n-1 {
+			flags = flagLast
+		}
+		sealFrame(req.frames[it.off:], first+uint64(k), flags, it.crc)
+		if k > 0 {
+			ends = append(ends, it.off)
+		}
+	}
+	return req.frames, append(ends, len(req.frames))
+}
+
+func TestCorruptRecord(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		at   int // offset in the second frame
+	}{
+		{"payload", frameHeaderSize + 40},
+		{"checksum", 1},
+		{"length", 5},
+		{"seq", 9},
+		{"flags", 16},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			j := openJournal(t, dir, nil)
+			openReaders(t, j, "a")
+			want := appendN(t, j, 3, "c", "a")
+			j.Close()
+			seg := segmentFiles(t, dir)[0]
+			b, err := os.ReadFile(seg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The three frames are alike in size.
+			second := segmentHeaderSize + (len(b)-segmentHeaderSize)/3
+			off := second + c.at
+			b[off] ^= 0x5a
+			if err := os.WriteFile(seg, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+
+			var logs logBuffer
+			j = openJournal(t, dir, &Options{Logger: logs.logger()})
+			if st := j.Stats(); st.Corrupt != 1 || st.Truncated != 0 {
+				t.Errorf("Stats %+v; want 1 corrupt, nothing truncated", st)
+			}
+			if l := logs.String(); !strings.Contains(l, "corrupt") || !strings.Contains(l, seg) ||
+				!strings.Contains(l, fmt.Sprintf("offset=%d", second)) {
+				t.Errorf("log does not name the file and offset %d:\n%s", second, l)
+			}
+			rs := openReaders(t, j, "a")
+			got := readN(t, rs[0], 2)
+			if ids := messageIDs(got); !slices.Equal(ids, []string{"c0", "c2"}) {
+				t.Errorf("read %q, want c0 and c2", ids)
+			}
+			if rest := readRest(t, rs[0]); len(rest) != 0 {
+				t.Errorf("read %q more", messageIDs(rest))
+			}
+			if st := rs[0].Stats(); st.Unsettled != 2 {
+				t.Errorf("reader stats %+v: the corrupt record is not one to settle", st)
+			}
+			more := appendN(t, j, 1, "after", "a")
+			if more[0].Seq != want[2].Seq+1 {
+				t.Errorf("next Seq %d, want %d", more[0].Seq, want[2].Seq+1)
+			}
+		})
+	}
+}
+
+func TestTruncatedSegment(t *testing.T) {
+	dir := t.TempDir()
+	opts := &Options{SegmentBytes: MinSegmentBytes, MaxBytes: 1 << 20}
+	j := openJournal(t, dir, opts)
+	openReaders(t, j, "a")
+	want := appendN(t, j, 12, "t", "a") // about 2 records per segment
+	j.Close()
+	segs := segmentFiles(t, dir)
+	if len(segs) < 4 {
+		t.Fatalf("%d segments, want several", len(segs))
+	}
+	// The second segment loses the end of its last record.
+	size := fileSize(t, segs[1])
+	if err := os.Truncate(segs[1], size-10); err != nil {
+		t.Fatal(err)
+	}
+	var logs logBuffer
+	opts.Logger = logs.logger()
+	j = openJournal(t, dir, opts)
+	st := j.Stats()
+	if st.Corrupt != 1 || st.Truncated == 0 {
+		t.Errorf("Stats %+v; want 1 corrupt stretch, truncated", st)
+	}
+	if !strings.Contains(logs.String(), segs[1]) {
+		t.Errorf("log does not name %s:\n%s", segs[1], logs.String())
+	}
+	rs := openReaders(t, j, "a")
+	got := readRest(t, rs[0])
+	if len(got) != len(want)-1 {
+		t.Fatalf("read %d records, want all but one of %d", len(got), len(want))
+	}
+	lost := 0
+	for i, w := range want {
+		if i-lost >= len(got) || got[i-lost].Seq != w.Seq {
+			lost++
+		}
+	}
+	if lost != 1 {
+		t.Errorf("read %q", messageIDs(got))
+	}
+}
+
+func TestMissingCursors(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		damage func(path string) error
+	}{
+		{"missing", os.Remove},
+		{"garbage", func(p string) error { return os.WriteFile(p, []byte("OTCURSOR not really"), 0o600) }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			j := openJournal(t, dir, nil)
+			rs := openReaders(t, j, "a", "b")
+			want := appendN(t, j, 10, "m", "a", "b", "c")
+			rs[0].Settle(seqsOf(readN(t, rs[0], 10))...)
+			if err := j.Sync(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			j.Close()
+			if err := c.damage(filepath.Join(dir, cursorsFile)); err != nil {
+				t.Fatal(err)
+			}
+			var logs logBuffer
+			j = openJournal(t, dir, &Options{Logger: logs.logger()})
+			rs = openReaders(t, j, "a", "b", "c")
+			for i, r := range rs {
+				got := readN(t, r, 10)
+				if !slices.Equal(messageIDs(got), messageIDs(want)) {
+					t.Errorf("reader %d read %q, want every retained record", i, messageIDs(got))
+				}
+			}
+			if !strings.Contains(logs.String(), "oldest") {
+				t.Errorf("not logged:\n%s", logs.String())
+			}
+		})
+	}
+}
+
+func seqsOf(recs []queue.Record) []uint64 {
+	out := make([]uint64, len(recs))
+	for i, r := range recs {
+		out[i] = r.Seq
+	}
+	return out
+}
+
+func TestFull(t *testing.T) {
+	dir := t.TempDir()
+	const maxBytes = 32 << 10
+	j := openJournal(t, dir, &Options{MaxBytes: maxBytes})
+	rs := openReaders(t, j, "a")
+	var kept []queue.Record
+	for i := 0; ; i++ {
+		recs := []queue.Record{
+			{Event: track(fmt.Sprint("f", i, "a"), 400), Targets: []string{"a"}},
+			{Event: track(fmt.Sprint("f", i, "b"), 400), Targets: []string{"a"}},
+		}
+		err := j.Append(context.Background(), recs)
+		if errors.Is(err, queue.ErrFull) {
+			if recs[0].Seq != 0 || recs[1].Seq != 0 {
+				t.Errorf("refused records got Seqs %d, %d", recs[0].Seq, recs[1].Seq)
+			}
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		kept = append(kept, recs...)
+		if i > 100 {
+			t.Fatal("no ErrFull")
+		}
+	}
+	var onDisk int64
+	for _, f := range segmentFiles(t, dir) {
+		onDisk += fileSize(t, f)
+	}
+	if onDisk > maxBytes || onDisk < maxBytes/2 {
+		t.Errorf("%d bytes on disk when full, MaxBytes %d", onDisk, maxBytes)
+	}
+	big := make([]queue.Record, 40)
+	for i := range big {
+		big[i] = queue.Record{Event: track(fmt.Sprint("big", i), 1000), Targets: []string{"a"}}
+	}
+	if err := j.Append(context.Background(), big); !errors.Is(err, queue.ErrTooLarge) {
+		t.Errorf("Append of 40 KB to a 32 KB journal = %v, want ErrTooLarge", err)
+	}
+	got := readN(t, rs[0], len(kept))
+	if rest := readRest(t, rs[0]); len(rest) != 0 || !slices.Equal(messageIDs(got), messageIDs(kept)) {
+		t.Fatalf("read %d+%d records, appended %d", len(got), len(rest), len(kept))
+	}
+	rs[0].Settle(seqsOf(got)...)
+	if err := j.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := j.Append(context.Background(), []queue.Record{{Event: track("room", 400), Targets: []string{"a"}}}); err != nil {
+		t.Fatalf("Append once everything is settled: %v", err)
+	}
+}
+
+func TestSegmentDeletion(t *testing.T) {
+	dir := t.TempDir()
+	opts := &Options{SegmentBytes: MinSegmentBytes, MaxBytes: 1 << 20}
+	j := openJournal(t, dir, opts)
+	rs := openReaders(t, j, "a", "b")
+	recs := appendN(t, j, 30, "d", "a", "b")
+	all := len(segmentFiles(t, dir))
+	if all < 8 {
+		t.Fatalf("%d segments", all)
+	}
+	sync := func() {
+		t.Helper()
+		if err := j.Sync(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rs[0].Settle(seqsOf(readN(t, rs[0], 30))...)
+	sync()
+	if n := len(segmentFiles(t, dir)); n != all {
+		t.Fatalf("%d segments left of %d while b has settled nothing", n, all)
+	}
+	got := readN(t, rs[1], 30)
+	rs[1].Settle(seqsOf(got[:15])...)
+	sync()
+	half := len(segmentFiles(t, dir))
+	if half >= all || half <= 1 {
+		t.Fatalf("%d segments left of %d with b's cursor half way", half, all)
+	}
+	if st := j.Stats(); st.Segments != half || !st.Oldest.After(recs[0].Appended.Add(-1)) {
+		t.Errorf("Stats %+v", st)
+	}
+	// A reader that is no longer configured stops holding segments.
+	j.Close()
+	var logs logBuffer
+	opts.Logger = logs.logger()
+	j = openJournal(t, dir, opts)
+	openReaders(t, j, "a")
+	if !strings.Contains(logs.String(), "reader=b") {
+		t.Errorf("dropping b's cursor was not logged:\n%s", logs.String())
+	}
+	if n := len(segmentFiles(t, dir)); n != 1 {
+		t.Errorf("%d segments left once every cursor passed them, want only the active one", n)
+	}
+	more := appendN(t, j, 1, "after", "a")
+	if more[0].Seq != recs[29].Seq+1 {
+		t.Errorf("Seq after deleting every record: %d, want %d", more[0].Seq, recs[29].Seq+1)
+	}
+	j.Close()
+	j = openJournal(t, dir, opts)
+	rs = openReaders(t, j, "a")
+	if got := readN(t, rs[0], 1); got[0].Seq != more[0].Seq {
+		t.Errorf("read Seq %d, want %d", got[0].Seq, more[0].Seq)
+	}
+}
+
+func TestRecentMessageIDs(t *testing.T) {
+	dir := t.TempDir()
+	opts := &Options{SegmentBytes: MinSegmentBytes, MaxBytes: 1 << 20}
+	j := openJournal(t, dir, opts)
+	rs := openReaders(t, j, "a")
+	recs := appendN(t, j, 25, "r", "a")
+	ids := messageIDs(recs)
+	check := func(n int, want []string) {
+		t.Helper()
+		got, err := j.RecentMessageIDs(n)
+		if err != nil || !slices.Equal(got, want) {
+			t.Errorf("RecentMessageIDs(%d) = %q, %v; want %q", n, got, err, want)
+		}
+	}
+	check(0, nil)
+	check(1, ids[24:])
+	check(7, ids[18:])
+	check(25, ids)
+	check(100, ids)
+	// Settled and deleted records are gone from disk; the rest stays.
+	rs[0].Settle(seqsOf(readN(t, rs[0], 10))...)
+	j.Sync(context.Background())
+	got, err := j.RecentMessageIDs(100)
+	if err != nil || len(got) < 15 || len(got) == 25 || !slices.Equal(got, ids[25-len(got):]) {
+		t.Errorf("after deleting settled segments: %q, %v", got, err)
+	}
+	j.Close()
+	j = openJournal(t, dir, opts)
+	check(5, ids[20:])
+}
+
+// TestTailAndDisk reads while appending with a tiny tail, so that readers
+// move between the disk and the tail, and checks that every record comes
+// once and in order.
+func TestTailAndDisk(t *testing.T) {
+	j := openJournal(t, t.TempDir(), &Options{TailRecords: 8, ReadAhead: 5, SegmentBytes: 4 << 10, MaxBytes: 4 << 20})
+	rs := openReaders(t, j, "a", "b")
+	const n = 400
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for i := range n / 4 {
+			appendN(t, j, 1, fmt.Sprint("x", i, "-"), "a", "b")
+			appendN(t, j, 1, fmt.Sprint("y", i, "-"), "b")
+			appendN(t, j, 2, fmt.Sprint("z", i, "-"), "a")
+		}
+	})
+	for i, r := range rs {
+		want := map[int]int{0: 3 * n / 4, 1: n / 2}[i]
+		wg.Go(func() {
+			var last uint64
+			got := 0
+			for got < want {
+				recs, err := r.Next(context.Background(), 3)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				for _, rec := range recs {
+					if rec.Seq <= last {
+						t.Errorf("reader %d: Seq %d after %d", i, rec.Seq, last)
+					}
+					last = rec.Seq
+					got++
+				}
+				r.Settle(seqsOf(recs)...)
+			}
+		})
+	}
+	wg.Wait()
+	for i, r := range rs {
+		if st := r.Stats(); st.Unsettled != 0 || st.Cursor != j.Stats().Next {
+			t.Errorf("reader %d: %+v", i, st)
+		}
+	}
+}
+
+func TestRedelivered(t *testing.T) {
+	dir := t.TempDir()
+	j := openJournal(t, dir, &Options{TailRecords: 4})
+	rs := openReaders(t, j, "a")
+	before := appendN(t, j, 10, "b", "a")
+	readN(t, rs[0], 3)
+	j.Close()
+	j = openJournal(t, dir, &Options{TailRecords: 4})
+	rs = openReaders(t, j, "a")
+	after := appendN(t, j, 10, "a", "a") // more than the tail: some are read from disk
+	got := readN(t, rs[0], 20)
+	for i, r := range got {
+		if r.Redelivered != (i < len(before)) {
+			t.Errorf("Seq %d (%s): Redelivered %v", r.Seq, r.Event.Fields().MessageID, r.Redelivered)
+		}
+	}
+	if !slices.Equal(messageIDs(got), messageIDs(append(before, after...))) {
+		t.Errorf("read %q", messageIDs(got))
+	}
+}
