@@ -79,7 +79,7 @@ func TestRecordRoundTrip(t *testing.T) {
 }
 
 func TestRecordZeroTimesAndNoTargets(t *testing.T) {
-	e := spec.New(spec.TypeIdentify)
+	e := spec.Event(&spec.Identify{Common: spec.Common{Type: spec.TypeIdentify}})
 	e.Fields().UserID = "u"
 	b, err := queue.EncodeRecord(nil, queue.Record{Event: e})
 	if err != nil {
@@ -101,7 +101,7 @@ func TestEncodeRecordErrors(t *testing.T) {
 	if _, err := queue.EncodeRecord(nil, queue.Record{}); err == nil {
 		t.Error("EncodeRecord without an event: no error")
 	}
-	e := spec.New(spec.TypeTrack)
+	e := spec.Event(&spec.Track{Common: spec.Common{Type: spec.TypeTrack}})
 	e.Fields().Timestamp = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)
 	if _, err := queue.EncodeRecord(nil, queue.Record{Event: e}); err == nil {
 		t.Error("EncodeRecord of an event MarshalJSON refuses: no error")

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -16,6 +17,9 @@ import (
 
 func startServer(t *testing.T, env map[string]string) (addr string, logs *syncBuffer) {
 	t.Helper()
+	if env["OPENTRACK_DATA_DIR"] == "" {
+		env["OPENTRACK_DATA_DIR"] = t.TempDir()
+	}
 	logs = &syncBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{ReplaceAttr: readableDurations}))
 	ready := make(chan string, 1)
@@ -50,7 +54,7 @@ func TestAdminAddrKeepsStatsPrivate(t *testing.T) {
 	if code := get(t, "http://"+addr+"/healthz"); code != http.StatusOK {
 		t.Errorf("public /healthz: %d, want 200", code)
 	}
-	if strings.Contains(logs.String(), "WARN") {
+	if strings.Contains(logs.String(), `"level":"WARN"`) {
 		t.Errorf("warnings with a write key and an admin address: %s", logs)
 	}
 }
@@ -89,8 +93,11 @@ func TestConfigErrors(t *testing.T) {
 		{map[string]string{"MAX_CONNECTIONS": "0"}, "MAX_CONNECTIONS"},
 		{map[string]string{"CUSTOMERIO_SITE_ID": "x"}, "CUSTOMERIO_API_KEY"},
 		{map[string]string{"WEBHOOK_URL": "ftp://x"}, "WEBHOOK_URL"},
+		{map[string]string{"OPENTRACK_QUEUE": "disk"}, "OPENTRACK_QUEUE"},
+		{map[string]string{"OPENTRACK_MAX_DISK": "lots"}, "OPENTRACK_MAX_DISK"},
 	} {
 		tt.env["PORT"] = "0"
+		tt.env["OPENTRACK_DATA_DIR"] = t.TempDir()
 		err := run(t.Context(), func(k string) string { return tt.env[k] }, slog.New(slog.DiscardHandler), nil)
 		var ce *configError
 		if !errors.As(err, &ce) || !strings.Contains(err.Error(), tt.want) {
@@ -169,4 +176,43 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// TestUnusableDataDirIsAConfigError: a data folder that cannot be used stops
+// the start with an error naming the variable, instead of failing later.
+func TestUnusableDataDirIsAConfigError(t *testing.T) {
+	file := t.TempDir() + "/not-a-dir"
+	if err := os.WriteFile(file, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"PORT": "0", "OPENTRACK_DATA_DIR": file}
+	err := run(t.Context(), func(k string) string { return env[k] }, slog.New(slog.DiscardHandler), nil)
+	var ce *configError
+	if !errors.As(err, &ce) || !strings.Contains(err.Error(), "OPENTRACK_DATA_DIR") {
+		t.Errorf("run = %v, want a configError naming OPENTRACK_DATA_DIR", err)
+	}
+}
+
+// TestSecondServerOnTheSameDataDirIsRefused: the journal's folder is locked.
+func TestSecondServerOnTheSameDataDirIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	startServer(t, map[string]string{"PORT": "0", "OPENTRACK_DATA_DIR": dir, "ADMIN_ADDR": freeAddr(t), "WRITE_KEY": "k"})
+	env := map[string]string{"PORT": "0", "OPENTRACK_DATA_DIR": dir}
+	err := run(t.Context(), func(k string) string { return env[k] }, slog.New(slog.DiscardHandler), nil)
+	if err == nil || !strings.Contains(err.Error(), "OPENTRACK_DATA_DIR") {
+		t.Errorf("second server on one folder: %v, want an error naming OPENTRACK_DATA_DIR", err)
+	}
+}
+
+func TestParseBytes(t *testing.T) {
+	for in, want := range map[string]int64{"1024": 1024, "10GiB": 10 << 30, "512 MiB": 512 << 20, "2GB": 2e9, "1KB": 1000} {
+		if got, err := parseBytes(in); err != nil || got != want {
+			t.Errorf("parseBytes(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "0", "-1", "lots", "1TiB", "9999999999GiB"} {
+		if _, err := parseBytes(bad); err == nil {
+			t.Errorf("parseBytes(%q): no error", bad)
+		}
+	}
 }

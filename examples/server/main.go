@@ -9,6 +9,12 @@
 //	CORS_ALLOWED_ORIGINS   browser origins allowed, comma-separated (default: any)
 //	OPENTRACK_FILE         JSON-lines sink path, "-" for stdout; when no other
 //	                       integration is configured the sink is on, on stdout
+//	OPENTRACK_QUEUE        where accepted events wait: journal (default: on disk,
+//	                       a 2xx means fsynced), memory (a crash loses them), or
+//	                       jetstream (default when NATS_URL is set)
+//	OPENTRACK_DATA_DIR     the journal's folder (default ./opentrack-data)
+//	OPENTRACK_MAX_DISK     the journal's bound on disk, such as 10GiB (default 1GiB);
+//	                       when full, requests get 503 + Retry-After
 //	SHUTDOWN_TIMEOUT       how long SIGINT/SIGTERM may take to deliver what was
 //	                       accepted (default 30s)
 //	WRITE_TIMEOUT          how long an answer may take to write (default 15s)
@@ -147,11 +153,19 @@ func run(ctx context.Context, getenv func(string) string, log *slog.Logger, read
 	for i, in := range integrations {
 		names[i] = in.Name()
 	}
+	q, err := queueFromEnv(ctx, getenv, log)
+	if err != nil {
+		return &configError{err}
+	}
 	m, err := opentrack.New(opentrack.Options{
 		Integrations: integrations,
+		Queue:        q,
 		Logger:       log, // logs each event not delivered, once
 	})
 	if err != nil {
+		if q != nil {
+			_ = q.Close()
+		}
 		return &configError{err}
 	}
 	writeKeys := splitList(getenv("WRITE_KEY"))
@@ -192,7 +206,7 @@ func run(ctx context.Context, getenv func(string) string, log *slog.Logger, read
 
 	ln, err := net.Listen("tcp", ":"+cfg.port)
 	if err != nil {
-		return &configError{err}
+		return &configError{errors.Join(err, m.Shutdown(ctx))}
 	}
 	// A bounded number of connections: clients that never read their
 	// answers cannot pin unbounded kernel memory.
@@ -204,7 +218,7 @@ func run(ctx context.Context, getenv func(string) string, log *slog.Logger, read
 		aln, err := net.Listen("tcp", cfg.adminAddr)
 		if err != nil {
 			ln.Close()
-			return &configError{fmt.Errorf("ADMIN_ADDR: %w", err)}
+			return &configError{errors.Join(fmt.Errorf("ADMIN_ADDR: %w", err), m.Shutdown(ctx))}
 		}
 		servers = append(servers, newServer(admin, cfg, log))
 		listeners = append(listeners, aln)

@@ -24,7 +24,7 @@ import (
 // 2xx is in the JSON-lines file exactly once.
 func TestSIGTERMUnderLoadLosesNothing(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "events.jsonl")
-	env := map[string]string{"PORT": "0", "OPENTRACK_FILE": path, "WRITE_KEY": "wk", "SHUTDOWN_TIMEOUT": "20s"}
+	env := map[string]string{"PORT": "0", "OPENTRACK_FILE": path, "WRITE_KEY": "wk", "SHUTDOWN_TIMEOUT": "20s", "OPENTRACK_DATA_DIR": t.TempDir()}
 	ready := make(chan string, 1)
 	done := make(chan error, 1)
 	log := slog.New(slog.DiscardHandler)

@@ -56,10 +56,11 @@ func TestWebhookEndToEnd(t *testing.T) {
 			recv := webhooktest.New(&c.recv)
 			defer recv.Close()
 			env := map[string]string{
-				"PORT":            "0",
-				"WRITE_KEY":       "wk",
-				"WEBHOOK_URL":     recv.URL() + "/segment",
-				"WEBHOOK_HEADERS": `{"Authorization": "Bearer abc, def"}`,
+				"OPENTRACK_DATA_DIR": t.TempDir(),
+				"PORT":               "0",
+				"WRITE_KEY":          "wk",
+				"WEBHOOK_URL":        recv.URL() + "/segment",
+				"WEBHOOK_HEADERS":    `{"Authorization": "Bearer abc, def"}`,
 			}
 			for k, v := range c.env {
 				env[k] = v

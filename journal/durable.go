@@ -1,0 +1,6 @@
+package journal
+
+// Durable reports that an Append survives a crash: the Manager then leaves
+// undelivered records in the journal at Shutdown, for the next start, and
+// retries deliveries for hours by default.
+func (j *Journal) Durable() bool { return true }
