@@ -2,6 +2,7 @@ package opentrack_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -94,7 +95,7 @@ func BenchmarkManagerEnqueue(b *testing.B) {
 			if err == nil {
 				break
 			}
-			if err != opentrack.ErrQueueFull {
+			if !errors.Is(err, opentrack.ErrQueueFull) {
 				b.Fatal(err)
 			}
 		}

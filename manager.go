@@ -231,6 +231,8 @@ func (m *Manager) Enqueue(ctx context.Context, events ...spec.Event) error {
 			m.dedup.release(ids)
 		}
 		switch {
+		case err == queue.ErrFull: // the common case, without allocating
+			return errQueueFull
 		case errors.Is(err, queue.ErrFull):
 			return fmt.Errorf("%w: %w", ErrQueueFull, err)
 		case errors.Is(err, queue.ErrTooLarge):
@@ -249,6 +251,9 @@ func (m *Manager) Enqueue(ctx context.Context, events ...spec.Event) error {
 	}
 	return nil
 }
+
+// errQueueFull is what Enqueue returns for the queue's own ErrFull.
+var errQueueFull = fmt.Errorf("%w: %w", ErrQueueFull, queue.ErrFull)
 
 // route returns the names of the integrations e targets.
 func (m *Manager) route(e spec.Event) (targets []string) {

@@ -1,32 +1,49 @@
 #!/usr/bin/env bash
-# Load test on loopback: the example server (JSON-lines sink writing to a
-# file) against the bare baseline, side by side, with wrk.
-#   loadtest/run.sh [duration] [connections]
+# Load test on loopback: the example server with its queue in memory and on
+# its journal (the JSON-lines sink writing to a file) against the bare
+# baseline, side by side, with wrk, in rounds.
+#   loadtest/run.sh [duration] [connections] [rounds] [modes]
+# modes is a space-separated list of: bare memory journal (default all three).
 # Needs wrk (apt-get install wrk). Sends traffic to 127.0.0.1 only, for a
 # bounded time, and stops the servers it started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dur=${1:-20s}
 conns=${2:-64}
+rounds=${3:-1}
+modes=${4:-"bare memory journal"}
 tmp=$(mktemp -d)
-trap 'kill $bare_pid $ot_pid 2>/dev/null || true; rm -rf "$tmp"' EXIT
+pid=""
+trap '[ -n "$pid" ] && kill $pid 2>/dev/null; rm -rf "$tmp"' EXIT
 
 go build -o "$tmp/bare" ./loadtest/bare
 go build -o "$tmp/server" ./examples/server
 
-ADDR=127.0.0.1:8081 "$tmp/bare" & bare_pid=$!
-PORT=8082 WRITE_KEY=wk OPENTRACK_FILE="$tmp/events.jsonl" "$tmp/server" 2>"$tmp/server.log" & ot_pid=$!
-sleep 1
+wait_port() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; return 1; }
+peak_rss() { awk '/VmHWM/ {printf "%.1f MB", $2/1024}' "/proc/$1/status"; }
 
-peak_rss() { awk '/VmHWM/ {print $2/1024 " MB"}' "/proc/$1/status"; }
-
-echo "== bare net/http + json.Unmarshal into a map (pid $bare_pid)"
-wrk -t2 -c"$conns" -d"$dur" -s loadtest/track.lua http://127.0.0.1:8081/v1/track
-echo "peak RSS: $(peak_rss $bare_pid)"
-echo
-echo "== examples/server with the JSON-lines sink (pid $ot_pid)"
-wrk -t2 -c"$conns" -d"$dur" -s loadtest/track.lua http://127.0.0.1:8082/v1/track
-echo "peak RSS: $(peak_rss $ot_pid)"
-kill -TERM $ot_pid; wait $ot_pid || true
-echo "lines written: $(wc -l < "$tmp/events.jsonl")"
-grep '"delivery"' "$tmp/server.log" || true
+printf '%-8s %-6s %12s %9s %9s %10s\n' mode round 'requests/s' p50 p99 'peak RSS'
+for round in $(seq "$rounds"); do
+	for mode in $modes; do
+		rm -rf "$tmp/data" "$tmp/events.jsonl"
+		case $mode in
+		bare) ADDR=127.0.0.1:8081 "$tmp/bare" & pid=$!; port=8081 ;;
+		memory | journal)
+			PORT=8082 ADMIN_ADDR=127.0.0.1:9092 WRITE_KEY=wk OPENTRACK_QUEUE=$mode OPENTRACK_DATA_DIR="$tmp/data" \
+				OPENTRACK_FILE="$tmp/events.jsonl" "$tmp/server" 2>"$tmp/server-$mode.log" & pid=$!
+			port=8082 ;;
+		*) echo "unknown mode $mode" >&2; exit 2 ;;
+		esac
+		wait_port $port
+		out=$(wrk -t2 -c"$conns" -d"$dur" --latency -s loadtest/track.lua "http://127.0.0.1:$port/v1/track")
+		rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
+		p50=$(awk '$1=="50%" {print $2}' <<<"$out")
+		p99=$(awk '$1=="99%" {print $2}' <<<"$out")
+		non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$out")
+		printf '%-8s %-6s %12s %9s %9s %10s %s\n' "$mode" "$round" "$rps" "$p50" "$p99" "$(peak_rss $pid)" "${non2xx:+non-2xx: $non2xx}"
+		kill -TERM $pid; wait $pid || true; pid=""
+		if [ "$mode" != bare ]; then
+			echo "         lines written: $(wc -l <"$tmp/events.jsonl")"
+		fi
+	done
+done

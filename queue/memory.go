@@ -59,6 +59,7 @@ type Memory struct {
 	mu      sync.Mutex
 	next    uint64 // Seq of the next record
 	readers map[string]*memReader
+	order   []*memReader // the readers in the order Open named them
 	opened  bool
 	closed  bool
 	done    chan struct{}
@@ -95,8 +96,9 @@ func (q *Memory) Open(names []string) ([]Reader, error) {
 		if !ok {
 			lim = q.opts.Default
 		}
-		r := &memReader{q: q, limit: lim.withDefaults(), notify: make(chan struct{}, 1)}
+		r := &memReader{q: q, index: i, limit: lim.withDefaults(), notify: make(chan struct{}, 1)}
 		q.readers[name] = r
+		q.order = append(q.order, r)
 		out[i] = r
 	}
 	return out, nil
@@ -113,32 +115,30 @@ func (q *Memory) Append(ctx context.Context, recs []Record) error {
 	if q.closed {
 		return ErrClosed
 	}
-	// Room first, for every target, so that it is all or nothing.
-	var need map[*memReader]*Limit
+	// Room first, for every target, so that it is all or nothing. need is
+	// indexed like q.order; a few readers fit on the stack.
+	var buf [8]Limit
+	need := buf[:0]
+	if len(q.order) > len(buf) {
+		need = make([]Limit, 0, len(q.order))
+	}
+	need = need[:len(q.order)]
 	for i := range recs {
 		r := &recs[i]
 		if r.Size <= 0 {
 			r.Size = sizeOf(r)
 		}
 		for _, name := range r.Targets {
-			rd := q.readers[name]
-			if rd == nil {
-				continue
+			if rd := q.readers[name]; rd != nil {
+				need[rd.index].Events++
+				need[rd.index].Bytes += int64(r.Size)
 			}
-			if need == nil {
-				need = make(map[*memReader]*Limit, len(q.readers))
-			}
-			n := need[rd]
-			if n == nil {
-				n = &Limit{}
-				need[rd] = n
-			}
-			n.Events++
-			n.Bytes += int64(r.Size)
 		}
 	}
-	for rd, n := range need {
+	for i, rd := range q.order {
+		n := need[i]
 		switch {
+		case n.Events == 0:
 		case n.Events > rd.limit.Events || n.Bytes > rd.limit.Bytes:
 			return ErrTooLarge
 		case len(rd.pending)-rd.settledInPending+n.Events > rd.limit.Events || rd.bytes+n.Bytes > rd.limit.Bytes:
@@ -156,10 +156,12 @@ func (q *Memory) Append(ctx context.Context, recs []Record) error {
 			}
 		}
 	}
-	for rd := range need {
-		select {
-		case rd.notify <- struct{}{}:
-		default:
+	for i, rd := range q.order {
+		if need[i].Events > 0 {
+			select {
+			case rd.notify <- struct{}{}:
+			default:
+			}
 		}
 	}
 	return nil
@@ -199,6 +201,7 @@ type entry struct {
 // record before them is settled too.
 type memReader struct {
 	q      *Memory
+	index  int // in q.order
 	limit  Limit
 	notify chan struct{}
 
