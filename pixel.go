@@ -40,9 +40,22 @@ var (
 // form (properties.a.b.c).
 const maxPixelNesting = 32
 
-// PixelStats counts the calls the tracking pixel received, by outcome. The
-// pixel answers every request with the same image, as Segment's does, so
-// these counters are where its errors show.
+// PixelStats counts the calls the tracking pixel received, by outcome.
+//
+// The pixel is Segment's Tracking Pixel API, for email opens and pages that
+// can only show an image: GET .../pixel/{track,page,screen,identify,group,alias}
+// with the call as base64 JSON in ?data= (standard or URL-safe alphabet,
+// padded or not), or unencoded as query parameters whose dotted keys nest
+// (?writeKey=k&userId=u1&event=Opened&properties.subject=Hi, every value a
+// string). The write key is the payload's writeKey, or the Basic-auth
+// username. Calls are checked, limited (MaxEventBytes) and enriched as POST
+// calls are, plus context.userAgent from the request when absent.
+//
+// It answers every GET, good or bad, with 200 and a 1x1 transparent GIF
+// that must not be cached, as Segment's does; HEAD gets the same headers
+// and records nothing. So these counters are where its errors show; they
+// are also logged at debug level (refused enqueues at warn level), at most
+// one line a second, without the payload or the key.
 type PixelStats struct {
 	// Accepted counts events enqueued.
 	Accepted uint64
@@ -76,17 +89,9 @@ func (h *Handler) PixelStats() PixelStats {
 	}
 }
 
-// servePixel answers Segment's tracking pixel: GET .../pixel/{type} with the
-// call as base64 JSON in ?data= (standard or URL-safe alphabet, padded or
-// not), or unencoded as query parameters whose dotted keys nest
-// (userId=u1&event=Opened&properties.subject=Hi; every value a string). The
-// write key is the payload's writeKey, or the Basic-auth username.
-//
-// The answer is always 200 with a 1x1 transparent GIF and no-cache headers,
-// as Segment's is: an image cannot show an error. Errors are counted
-// ([Handler.PixelStats]) and logged at debug level, at most one line a
-// second; refused enqueues at warn level. HEAD answers the same headers
-// and records nothing.
+// servePixel answers Segment's tracking pixel (see [PixelStats]): always 200
+// with the GIF, since an image cannot show an error; errors are counted
+// and logged instead.
 func (h *Handler) servePixel(w http.ResponseWriter, r *http.Request, typ spec.Type) {
 	if r.Method == http.MethodGet {
 		h.pixelCall(r, typ)

@@ -410,3 +410,25 @@ func FuzzPixelQuery(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkPixel: one ~600-byte track as the pixel's URL-safe base64, from
+// the query to the Manager.
+func BenchmarkPixel(b *testing.B) {
+	m, err := opentrack.New(opentrack.Options{Integrations: []opentrack.Integration{discard()}, DisableDedup: true, Logger: quietLogger()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = m.Shutdown(context.Background()) })
+	h := opentrack.NewHandler(m, &opentrack.HandlerOptions{WriteKeys: []string{"wk"}, Logger: quietLogger()})
+	payload := strings.Replace(trackBody, `{"type":"track",`, `{"writeKey":"wk",`, 1)
+	query := "data=" + base64.RawURLEncoding.EncodeToString([]byte(payload))
+	b.SetBytes(int64(len(payload)))
+	b.ReportAllocs()
+	for b.Loop() {
+		req := httptest.NewRequest(http.MethodGet, "/pixel/track?"+query, nil)
+		h.ServeHTTP(&nopWriter{h: http.Header{}}, req)
+	}
+	if s := h.PixelStats(); s.Accepted == 0 || s.Invalid+s.Unauthorized+s.Dropped != 0 {
+		b.Fatalf("PixelStats = %+v, want every call accepted", s)
+	}
+}

@@ -1,6 +1,7 @@
 package opentrack_test
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -440,6 +441,24 @@ func TestHandlerGetOnPostRoutes(t *testing.T) {
 		res, _ := getURL(t, http.MethodGet, c.url+path, nil)
 		if res.StatusCode != want {
 			t.Errorf("GET %s: %d, want %d", path, res.StatusCode, want)
+		}
+	}
+}
+
+// BenchmarkSettings: one settings request, built from the request.
+func BenchmarkSettings(b *testing.B) {
+	m, err := opentrack.New(opentrack.Options{Integrations: []opentrack.Integration{discard()}, Logger: quietLogger()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = m.Shutdown(context.Background()) })
+	h := opentrack.NewHandler(m, &opentrack.HandlerOptions{WriteKeys: []string{"wk"}, Logger: quietLogger()})
+	b.ReportAllocs()
+	for b.Loop() {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/v1/projects/wk/settings", nil))
+		if rec.Code != http.StatusOK {
+			b.Fatalf("%d %s", rec.Code, rec.Body)
 		}
 	}
 }
