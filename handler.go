@@ -63,6 +63,32 @@ type HandlerOptions struct {
 
 	// Logger receives server-side errors. Nil means slog.Default().
 	Logger *slog.Logger
+
+	// PublicURL is the public address of the handler's mount point, where
+	// Segment's /v1 would be ("https://collector.example.com/v1"). The
+	// analytics.js settings the handler serves name it as the address to
+	// send events to. Empty means each request's own address: its Host, the
+	// path the handler is mounted under, and https when the connection is
+	// TLS (else http); see TrustProxyHeaders.
+	PublicURL string
+
+	// TrustProxyHeaders makes the analytics.js settings read the public
+	// host, scheme and path prefix from the Forwarded, X-Forwarded-Host,
+	// X-Forwarded-Proto and X-Forwarded-Prefix headers when PublicURL is
+	// empty. Set it only behind a proxy that sets or strips them: a client
+	// could otherwise name any host. It does not change ClientIP.
+	TrustProxyHeaders bool
+
+	// Settings, if set, returns analytics.js settings of the host's own for
+	// a write key, merged over the defaults the handler serves at
+	// GET /projects/{writeKey}/settings: the Segment.io integration sending
+	// to this collector, no other integration, no remote plugin or
+	// middleware, and analytics.js's own metrics off (sampleRate 0).
+	// Objects are merged key by key, other values replace the default, and
+	// a nil value removes it. It is called on every settings request,
+	// concurrently, and may return nil; the handler reads the map and does
+	// not keep it.
+	Settings func(writeKey string) map[string]any
 }
 
 // Handler serves the Segment HTTP Tracking API. Mount it where Segment's /v1
@@ -107,6 +133,7 @@ type Handler struct {
 	clientIP       func(*http.Request) string
 	log            *slog.Logger
 	now            func() time.Time
+	get            *getRoutes // the GET routes: analytics.js settings and the pixel
 }
 
 // Enqueuer takes accepted events; [*Manager] is one. Enqueue returns once the
@@ -156,6 +183,7 @@ func NewHandler(q Enqueuer, opts *HandlerOptions) *Handler {
 			h.origins[strings.ToLower(o)] = true
 		}
 	}
+	h.get = newGetRoutes(opts, h.log)
 	return h
 }
 
@@ -245,7 +273,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case http.MethodPost:
 	case http.MethodOptions:
 		hdr := w.Header()
-		hdr.Set("Access-Control-Allow-Methods", "POST, OPTIONS")
+		hdr.Set("Access-Control-Allow-Methods", "GET, HEAD, POST, OPTIONS")
 		hdr.Set("Access-Control-Allow-Headers", allowedHeaders(r.Header.Values("Access-Control-Request-Headers")))
 		hdr.Set("Access-Control-Max-Age", "86400")
 		w.WriteHeader(http.StatusNoContent)
