@@ -71,6 +71,22 @@ func (h *Handler) serveGet(w http.ResponseWriter, r *http.Request) {
 	writeError(w, http.StatusMethodNotAllowed, "Method not allowed")
 }
 
+// isGetRoute reports whether an escaped path is one of the GET routes: the
+// settings or the pixel.
+func isGetRoute(path string) bool {
+	segs := lastSegments(path, 3)
+	return segs[2] == "settings" && segs[0] == "projects" || pixelType(path) != ""
+}
+
+// pixelType returns the call type of a pixel path, or "".
+func pixelType(path string) spec.Type {
+	segs := lastSegments(path, 2)
+	if segs[0] != "pixel" {
+		return ""
+	}
+	return pixelRoutes[segs[1]]
+}
+
 // lastSegments returns the last n segments of an escaped URL path, ignoring
 // one trailing slash, the last one at index n-1; missing ones are empty.
 func lastSegments(path string, n int) []string {

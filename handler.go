@@ -99,6 +99,11 @@ type HandlerOptions struct {
 //	mux.Handle("/v1/", opentrack.NewHandler(m, nil))                           // net/http, prefix kept
 //	r.Mount("/v1", opentrack.NewHandler(m, nil))                               // chi
 //
+// It serves GET /projects/{writeKey}/settings (analytics.js's settings,
+// naming this collector) and GET /pixel/{track,page,screen,identify,group,alias}
+// (Segment's tracking pixel, which always answers a transparent GIF; see
+// [Handler.PixelStats]), beside the POST routes.
+//
 // It serves POST /track /identify /page /screen /group /alias /batch /import
 // and analytics.js's short forms /t /i /p /s /g /a /b, and OPTIONS for CORS
 // preflights. POST /m, where analytics.js reports its own metrics, is
@@ -256,21 +261,35 @@ var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 // order, and the first that refuses it answers: CORS, route, auth, body,
 // decode, enrich, accept.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	seg := lastSegment(r.URL.Path)
+	typ, post := routes[seg]
+	get := isGetRoute(r.URL.EscapedPath())
 	if !h.cors(w, r) {
+		if pixelType(r.URL.EscapedPath()) != "" && r.Method == http.MethodGet {
+			// An image cannot show an error: the pixel answers its GIF,
+			// and the call is counted as refused, not taken.
+			h.get.pixel.unauthorized.Add(1)
+			writePixel(w)
+			return
+		}
+		writeError(w, http.StatusForbidden, "Origin not allowed")
 		return
 	}
 	if r.Method == http.MethodGet || r.Method == http.MethodHead {
 		h.serveGet(w, r)
 		return
 	}
-	seg := lastSegment(r.URL.Path)
-	typ, ok := routes[seg]
-	if !ok && seg != metricsRoute {
+	if !post && !get && seg != metricsRoute {
 		writeError(w, http.StatusNotFound, "Not found")
 		return
 	}
 	switch r.Method {
 	case http.MethodPost:
+		if get {
+			w.Header().Set("Allow", "GET, HEAD, OPTIONS")
+			writeError(w, http.StatusMethodNotAllowed, "Method not allowed")
+			return
+		}
 	case http.MethodOptions:
 		hdr := w.Header()
 		hdr.Set("Access-Control-Allow-Methods", "GET, HEAD, POST, OPTIONS")
@@ -342,13 +361,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // cors checks the request's Origin, if any, and sets the CORS headers of
-// the answer. It answers 403 and returns false for an origin not allowed.
+// the answer. It returns false for an origin not allowed.
 func (h *Handler) cors(w http.ResponseWriter, r *http.Request) bool {
 	hdr := w.Header()
 	hdr["Vary"] = varyOrigin
 	if origin := r.Header.Get("Origin"); origin != "" {
 		if !h.originAllowed(origin) {
-			writeError(w, http.StatusForbidden, "Origin not allowed")
 			return false
 		}
 		hdr.Set("Access-Control-Allow-Origin", origin)

@@ -96,6 +96,11 @@ func (h *Handler) servePixel(w http.ResponseWriter, r *http.Request, typ spec.Ty
 	if r.Method == http.MethodGet {
 		h.pixelCall(r, typ)
 	}
+	writePixel(w)
+}
+
+// writePixel answers with the transparent GIF, not to be cached.
+func writePixel(w http.ResponseWriter) {
 	hdr := w.Header()
 	hdr["Content-Type"] = gifType
 	hdr["Content-Length"] = gifLength

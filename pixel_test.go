@@ -132,7 +132,7 @@ func TestPixelDecodesEveryFormAndAlwaysAnswersAGIF(t *testing.T) {
 	if got := h.PixelStats(); got != want {
 		t.Errorf("PixelStats = %+v, want %+v", got, want)
 	}
-	got := rec.ids()
+	got := rec.IDs()
 	for id := range valid {
 		if got[id] != 1 {
 			t.Errorf("%s delivered %d times, want once", id, got[id])
@@ -183,7 +183,7 @@ func TestPixelStats(t *testing.T) {
 	if got, want := h.PixelStats(), (opentrack.PixelStats{Accepted: 2, Invalid: 3, Unauthorized: 3}); got != want {
 		t.Errorf("PixelStats = %+v, want %+v", got, want)
 	}
-	if n := len(rec.got()); n != 2 {
+	if n := len(rec.Got()); n != 2 {
 		t.Errorf("delivered %d, want 2", n)
 	}
 }
@@ -208,7 +208,7 @@ func TestPixelEnriches(t *testing.T) {
 	}
 	flush(t, c.m)
 	byID := map[string]spec.Event{}
-	for _, e := range c.rec.got() {
+	for _, e := range c.rec.Got() {
 		byID[e.Fields().MessageID] = e
 	}
 	for route := range calls {
@@ -250,7 +250,7 @@ func TestPixelEnriches(t *testing.T) {
 	getPixel(t, c.url+"/pixel/track?writeKey=wk&userId=u9&event=E", map[string]string{"User-Agent": ""})
 	flush(t, c.m)
 	found := false
-	for _, e := range c.rec.got() {
+	for _, e := range c.rec.Got() {
 		if e.Fields().UserID != "u9" {
 			continue
 		}
@@ -276,7 +276,7 @@ func TestPixelHeadRecordsNothing(t *testing.T) {
 		t.Errorf("HEAD: %d %q, %d bytes, Content-Length %d", res.StatusCode, res.Header.Get("Content-Type"), len(body), res.ContentLength)
 	}
 	flush(t, m)
-	if n := len(rec.got()); n != 0 || h.PixelStats() != (opentrack.PixelStats{}) {
+	if n := len(rec.Got()); n != 0 || h.PixelStats() != (opentrack.PixelStats{}) {
 		t.Errorf("HEAD delivered %d events, stats %+v", n, h.PixelStats())
 	}
 }

@@ -7,6 +7,9 @@
 //	WRITE_KEY              accepted write keys, comma-separated (default: none,
 //	                       open, with a warning at start)
 //	CORS_ALLOWED_ORIGINS   browser origins allowed, comma-separated (default: any)
+//	PUBLIC_URL             the collector's public address with its mount path, named
+//	                       in analytics.js's settings (default: from each request)
+//	TRUST_PROXY            read Forwarded and X-Forwarded-* for that address (default false)
 //	OPENTRACK_FILE         JSON-lines sink path, "-" for stdout; when no other
 //	                       integration is configured the sink is on, on stdout
 //	OPENTRACK_QUEUE        where accepted events wait: journal (default: on disk,
@@ -172,10 +175,16 @@ func run(ctx context.Context, getenv func(string) string, log *slog.Logger, read
 	if len(writeKeys) == 0 {
 		log.Warn("WRITE_KEY is not set: every request is accepted, whatever its write key")
 	}
+	trustProxy, err := parseBool("TRUST_PROXY", getenv("TRUST_PROXY"))
+	if err != nil {
+		return &configError{errors.Join(err, m.Shutdown(ctx))}
+	}
 	h := opentrack.NewHandler(m, &opentrack.HandlerOptions{
-		WriteKeys:      writeKeys,
-		AllowedOrigins: splitList(getenv("CORS_ALLOWED_ORIGINS")),
-		Logger:         log,
+		WriteKeys:         writeKeys,
+		AllowedOrigins:    splitList(getenv("CORS_ALLOWED_ORIGINS")),
+		PublicURL:         getenv("PUBLIC_URL"),
+		TrustProxyHeaders: trustProxy,
+		Logger:            log,
 	})
 
 	api := http.NewServeMux()
@@ -328,6 +337,18 @@ func asIntegration[T interface {
 		return nil, err
 	}
 	return in, nil
+}
+
+// parseBool reads a boolean variable; empty is false.
+func parseBool(name, v string) (bool, error) {
+	if v == "" {
+		return false, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, fmt.Errorf("%s: want true or false, got %q", name, v)
+	}
+	return b, nil
 }
 
 func splitList(v string) []string {
