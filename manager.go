@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/maphash"
 	"log/slog"
 	"reflect"
 	"runtime/debug"
@@ -12,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/opentrackhq/opentrack/internal/recent"
 	"github.com/opentrackhq/opentrack/queue"
 	"github.com/opentrackhq/opentrack/spec"
 )
@@ -35,7 +35,7 @@ type Manager struct {
 	names     []string // the lanes' names, shared by records that target all
 	q         queue.Queue
 	durable   bool
-	dedup     *dedup // nil when disabled
+	dedup     *recent.Set // the messageIds of the last DedupWindow events; nil when disabled
 	unrouted  atomic.Uint64
 	lastSeq   atomic.Uint64 // the highest Seq appended
 
@@ -133,14 +133,14 @@ func New(opts Options) (*Manager, error) {
 		if n == 0 {
 			n = DefaultDedupWindow
 		}
-		m.dedup = newDedup(n)
+		m.dedup = recent.New(n)
 		if r, ok := m.q.(recentIDs); ok {
 			ids, err := r.RecentMessageIDs(n)
 			if err != nil {
 				m.log.Warn("opentrack: could not rebuild the dedup window from the queue", slog.Any("error", err))
 			}
 			for _, id := range ids {
-				m.dedup.add(id)
+				m.dedup.Add(id)
 			}
 		}
 	}
@@ -193,20 +193,21 @@ func (m *Manager) Enqueue(ctx context.Context, events ...spec.Event) error {
 	}
 	recs := make([]queue.Record, 0, len(events))
 	var dups []int
-	var ids []uint64 // dedup hashes reserved for recs, released if Append fails
+	var ids []string // messageIds reserved in the dedup window, released if Append fails
 	for _, e := range events {
 		targets := m.route(e)
 		if len(targets) == 0 {
 			m.unrouted.Add(1)
 			continue
 		}
-		if m.dedup != nil {
-			if h, ok := m.dedup.reserve(e.Fields().MessageID); ok {
-				ids = append(ids, h)
-			} else {
+		if id := e.Fields().MessageID; m.dedup != nil && id != "" {
+			// Added now, so that a concurrent request with the same id
+			// is a duplicate too; removed if the Append fails.
+			if !m.dedup.Add(id) {
 				m.countDup(e, &dups)
 				continue
 			}
+			ids = append(ids, id)
 		}
 		recs = append(recs, queue.Record{Event: e, Targets: targets})
 	}
@@ -228,7 +229,7 @@ func (m *Manager) Enqueue(ctx context.Context, events ...spec.Event) error {
 	m.stats.RUnlock()
 	if err != nil {
 		if m.dedup != nil {
-			m.dedup.release(ids)
+			m.dedup.Remove(ids...)
 		}
 		switch {
 		case err == queue.ErrFull: // the common case, without allocating
@@ -519,80 +520,4 @@ func (m *Manager) report(l *lane, it *item, err error) {
 		}
 	}()
 	m.onFailure(Failure{Integration: l.name, Event: it.rec.Event, Err: err, Attempts: it.attempts})
-}
-
-// dedup remembers the last n messageIds accepted, as 64-bit hashes: a
-// tenth of the memory of the ids themselves, with a chance of a false match
-// of about n/2⁶⁴ per event.
-type dedup struct {
-	mu   sync.Mutex
-	seed maphash.Seed
-	ids  map[uint64]int // hash → its slot in ring
-	ring []uint64
-	next int
-}
-
-func newDedup(n int) *dedup {
-	return &dedup{seed: maphash.MakeSeed(), ids: make(map[uint64]int, n), ring: make([]uint64, n)}
-}
-
-// hash never returns 0, which marks an empty ring slot.
-func (d *dedup) hash(id string) uint64 { return maphash.String(d.seed, id) | 1 }
-
-func (d *dedup) hasLocked(h uint64) bool {
-	_, ok := d.ids[h]
-	return ok
-}
-
-// reserve adds id and returns its hash, or false if it is there already
-// (accepted, or being accepted by a concurrent request). An empty id is
-// never a duplicate.
-func (d *dedup) reserve(id string) (uint64, bool) {
-	if id == "" {
-		return 0, true
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	h := d.hash(id)
-	if d.hasLocked(h) {
-		return 0, false
-	}
-	d.putLocked(h)
-	return h, true
-}
-
-func (d *dedup) add(id string) {
-	if id == "" {
-		return
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if h := d.hash(id); !d.hasLocked(h) {
-		d.putLocked(h)
-	}
-}
-
-func (d *dedup) putLocked(h uint64) {
-	if old := d.ring[d.next]; old != 0 && d.ids[old] == d.next {
-		delete(d.ids, old)
-	}
-	d.ring[d.next] = h
-	d.ids[h] = d.next
-	d.next = (d.next + 1) % len(d.ring)
-}
-
-// release forgets hashes reserved for events that were not accepted after
-// all, so that the sender's retry is not taken for a replay.
-func (d *dedup) release(hs []uint64) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	for _, h := range hs {
-		if h == 0 {
-			continue
-		}
-		if slot, ok := d.ids[h]; ok {
-			delete(d.ids, h)
-			d.ring[slot] = 0
-		}
-	}
 }

@@ -4,11 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/maphash"
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	bq "cloud.google.com/go/bigquery"
@@ -61,12 +59,12 @@ func (in *Integration) Batch(ctx context.Context, events []spec.Event) error {
 	// Rows that landed while another row of their event failed are not
 	// sent again when the Manager retries the event.
 	var skipped []*row
-	if in.landed.len() > 0 {
+	if in.landed.Len() > 0 {
 		kept := order[:0]
 		for _, name := range order {
 			rows := byTable[name][:0]
 			for _, r := range byTable[name] {
-				if in.landed.has(name, r.insertID) {
+				if in.landed.Has(landedKey(name, r.insertID)) {
 					skipped = append(skipped, r)
 					continue
 				}
@@ -112,87 +110,28 @@ func (in *Integration) Batch(ctx context.Context, events []spec.Event) error {
 	for _, name := range order {
 		for _, r := range byTable[name] {
 			if r.err == nil && be.Failed[r.event] != nil && !opentrack.IsPermanent(be.Failed[r.event]) {
-				in.landed.add(name, r.insertID)
+				in.landed.Add(landedKey(name, r.insertID))
 			}
 		}
 	}
 	for _, r := range skipped {
 		if be.Failed[r.event] == nil {
-			in.landed.remove(r.table, r.insertID)
+			in.landed.Remove(landedKey(r.table, r.insertID))
 		}
 	}
 	return be.Err()
 }
 
-// maxLanded bounds the rows remembered by landedSet.
+// maxLanded bounds the rows remembered in Integration.landed.
 const maxLanded = 100000
 
-// landedSet remembers rows BigQuery took for events that failed on another
-// row (a track's event table, say, while its tracks row landed), so that
-// the Manager's retry of the event sends only what is missing. insertId
-// dedupe would drop the copies too, but BigQuery promises it only for about
-// a minute, and retries may come later. Entries leave when their event is
-// delivered, or, beyond maxLanded, oldest first.
-//
-// It has the design of the Manager's dedup window (64-bit hashes in a ring
-// and a map: a tenth of the memory of the keys, and a chance of a false
-// match of about maxLanded/2⁶⁴ per row), which is not exported; it stays a
-// type of its own because it remembers rows per table, not events, and
-// forgets a row when its event is delivered.
-type landedSet struct {
-	mu   sync.Mutex
-	seed maphash.Seed
-	m    map[uint64]struct{}
-	ring []uint64
-	next int
-	n    atomic.Int64
-}
-
-// key never returns 0, which marks an empty ring slot.
-func (l *landedSet) key(table, id string) uint64 {
-	var h maphash.Hash
-	h.SetSeed(l.seed)
-	h.WriteString(table)
-	h.WriteByte(0)
-	h.WriteString(id)
-	return h.Sum64() | 1
-}
-
-func (l *landedSet) len() int64 { return l.n.Load() }
-
-func (l *landedSet) has(table, id string) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	_, ok := l.m[l.key(table, id)]
-	return ok
-}
-
-func (l *landedSet) add(table, id string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.m == nil {
-		l.m = make(map[uint64]struct{})
-		l.ring = make([]uint64, maxLanded)
-	}
-	k := l.key(table, id)
-	if _, ok := l.m[k]; ok {
-		return
-	}
-	if old := l.ring[l.next]; old != 0 {
-		delete(l.m, old)
-	}
-	l.ring[l.next] = k
-	l.next = (l.next + 1) % len(l.ring)
-	l.m[k] = struct{}{}
-	l.n.Store(int64(len(l.m)))
-}
-
-func (l *landedSet) remove(table, id string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	delete(l.m, l.key(table, id))
-	l.n.Store(int64(len(l.m)))
-}
+// landedKey is a row's key in Integration.landed: the rows BigQuery took for
+// events that failed on another row (a track's event table, say, while its
+// tracks row landed), so that the Manager's retry of the event sends only
+// what is missing. insertId dedupe would drop the copies too, but BigQuery
+// promises it only for about a minute, and retries may come later. Entries
+// leave when their event is delivered, or, beyond maxLanded, oldest first.
+func landedKey(table, id string) string { return table + "\x00" + id }
 
 // write inserts rows into t, retrying alone the rows BigQuery rejects for a
 // schema reason: first after rereading the table's schema (another writer,

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/maphash"
 	"log/slog"
 	"os"
 	"regexp"
@@ -19,6 +18,7 @@ import (
 	"google.golang.org/api/option"
 
 	"github.com/opentrackhq/opentrack"
+	"github.com/opentrackhq/opentrack/internal/recent"
 	"github.com/opentrackhq/opentrack/spec"
 )
 
@@ -161,7 +161,7 @@ type Integration struct {
 
 	mu     sync.Mutex
 	tables map[string]*table
-	landed landedSet
+	landed *recent.Set // see landedKey
 
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -232,7 +232,7 @@ func New(client *bq.Client, dataset string, opts *Options) (*Integration, error)
 		lagWait:   schemaLagWait,
 		tables:    make(map[string]*table),
 	}
-	in.landed.seed = maphash.MakeSeed()
+	in.landed = recent.New(maxLanded)
 	if in.log == nil {
 		in.log = slog.Default()
 	}
