@@ -23,7 +23,7 @@
 //	)
 //
 //	func main() {
-//		sink, err := jsonl.Open("events.jsonl")
+//		sink, err := jsonl.Open("events.jsonl", nil)
 //		if err != nil {
 //			log.Fatal(err)
 //		}

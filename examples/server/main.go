@@ -306,15 +306,14 @@ func fromEnv(ctx context.Context, getenv func(string) string) ([]opentrack.Integ
 		add(asIntegration(bigquery.FromEnv(ctx, getenv))),
 		add(asIntegration(customerio.FromEnv(ctx, getenv))),
 		add(asIntegration(webhook.FromEnv(ctx, getenv))),
+		add(asIntegration(jsonl.FromEnv(ctx, getenv))),
 	); err != nil {
 		return nil, err
 	}
-	path := getenv("OPENTRACK_FILE")
-	if path == "" && len(list) == 0 {
-		path = "-"
-	}
-	if path != "" {
-		sink, err := jsonl.Open(path)
+	if len(list) == 0 {
+		// Nothing configured: the events go to standard output, so that a
+		// first run shows what it accepts.
+		sink, err := jsonl.Open("-", nil)
 		if err != nil {
 			return nil, err
 		}

@@ -2,7 +2,7 @@
 // enriched, as one line of Segment JSON to a file or any io.Writer: the
 // JSON Lines format that warehouses and tools like jq and DuckDB load as is.
 //
-//	sink, err := jsonl.Open("events.jsonl")
+//	sink, err := jsonl.Open("events.jsonl", nil)
 //	m, err := opentrack.New(opentrack.Options{Integrations: []opentrack.Integration{sink}})
 //
 // The Manager hands the integration batches. The lines of a batch are
@@ -40,13 +40,21 @@ import (
 // Name is the integration's name in Segment's "integrations" object.
 const Name = "JSON Lines"
 
-// ErrClosed is returned, marked [opentrack.Permanent], by every call that
+// Options configures an Integration. The zero value is usable.
+type Options struct {
+	// Name is the integration's name, its key in the "integrations"
+	// object. Default [Name]; set it to register several files.
+	Name string
+}
+
+// errClosed is returned, marked [opentrack.Permanent], by every call that
 // writes after Close.
-var ErrClosed = errors.New("jsonl: closed")
+var errClosed = fmt.Errorf("jsonl: %w", opentrack.ErrClosed)
 
 // Integration writes events as JSON lines. It is safe for concurrent use;
 // lines of concurrent calls never interleave.
 type Integration struct {
+	name   string
 	mu     sync.Mutex
 	w      io.Writer
 	file   *os.File // the file opened by Open; nil for a writer given to New
@@ -64,20 +72,30 @@ var (
 	_ opentrack.DeliveryTuner = (*Integration)(nil)
 )
 
-// New returns an Integration writing to w. Flush and Close leave w as it
-// is (it is not synced or closed); use [Open] for a file the integration
-// owns.
-func New(w io.Writer) *Integration {
-	return &Integration{w: w}
+// New returns an Integration writing to w; opts may be nil. Flush and Close
+// leave w as it is (it is not synced or closed); use [Open] for a file the
+// integration owns. A nil w is a [*opentrack.ConfigError].
+func New(w io.Writer, opts *Options) (*Integration, error) {
+	if w == nil {
+		return nil, &opentrack.ConfigError{Field: "jsonl.New w", Reason: "is nil"}
+	}
+	return &Integration{w: w, name: name(opts)}, nil
+}
+
+func name(opts *Options) string {
+	if opts == nil || opts.Name == "" {
+		return Name
+	}
+	return opts.Name
 }
 
 // Open opens (creating if needed) the file at path for appending and returns
-// an Integration writing to it. The path "-" means standard output, which
-// is treated as a writer given to [New]. Flush syncs the file to disk and
-// Close syncs and closes it.
-func Open(path string) (*Integration, error) {
+// an Integration writing to it; opts may be nil. The path "-" means standard
+// output, which is treated as a writer given to [New]. Flush syncs the file
+// to disk and Close syncs and closes it.
+func Open(path string, opts *Options) (*Integration, error) {
 	if path == "-" {
-		return New(os.Stdout), nil
+		return New(os.Stdout, opts)
 	}
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
@@ -88,11 +106,25 @@ func Open(path string) (*Integration, error) {
 		f.Close()
 		return nil, fmt.Errorf("jsonl: %w", err)
 	}
-	return &Integration{w: f, file: f, off: st.Size()}, nil
+	return &Integration{w: f, file: f, off: st.Size(), name: name(opts)}, nil
 }
 
-// Name returns [Name].
-func (in *Integration) Name() string { return Name }
+// FromEnv opens the file OPENTRACK_FILE names ("-" for standard output). It
+// returns [opentrack.ErrNotConfigured] when OPENTRACK_FILE is not set.
+func FromEnv(_ context.Context, getenv func(string) string) (*Integration, error) {
+	path := getenv("OPENTRACK_FILE")
+	if path == "" {
+		return nil, opentrack.ErrNotConfigured
+	}
+	in, err := Open(path, nil)
+	if err != nil {
+		return nil, &opentrack.ConfigError{Field: "OPENTRACK_FILE", Reason: err.Error()}
+	}
+	return in, nil
+}
+
+// Name returns the integration's name: Options.Name, or [Name].
+func (in *Integration) Name() string { return in.name }
 
 // Delivery asks the Manager for one writer at a time, so lines keep the
 // order in which batches were formed.
@@ -111,7 +143,7 @@ func (in *Integration) Batch(ctx context.Context, events []spec.Event) error {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	if in.closed {
-		return opentrack.Permanent(ErrClosed)
+		return opentrack.Permanent(errClosed)
 	}
 	be := &opentrack.BatchError{}
 	buf := append(in.buf[:0], '\n')
@@ -197,7 +229,7 @@ func (in *Integration) write(ctx context.Context, e spec.Event) error {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	if in.closed {
-		return opentrack.Permanent(ErrClosed)
+		return opentrack.Permanent(errClosed)
 	}
 	buf, err := appendLine(append(in.buf[:0], '\n'), e)
 	if err != nil {
@@ -253,7 +285,7 @@ func (in *Integration) Flush(context.Context) error {
 }
 
 // Close syncs and closes a file opened with [Open]; a writer given to [New]
-// is left open. Writes after Close fail with [ErrClosed], marked
+// is left open. Writes after Close fail with [opentrack.ErrClosed], marked
 // [opentrack.Permanent]. Later calls of Close return nil.
 func (in *Integration) Close(context.Context) error {
 	in.mu.Lock()

@@ -50,10 +50,10 @@ type harness struct {
 func (h *harness) New(t *testing.T) opentrack.Integration {
 	if !h.file {
 		h.w = &flakyWriter{}
-		return jsonl.New(h.w)
+		return mustNew(t, h.w)
 	}
 	h.path = filepath.Join(t.TempDir(), "events.jsonl")
-	sink, err := jsonl.Open(h.path)
+	sink, err := jsonl.Open(h.path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,7 +114,7 @@ func TestConformance(t *testing.T) {
 
 func TestLinesAreSegmentJSON(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "events.jsonl")
-	sink, err := jsonl.Open(path)
+	sink, err := jsonl.Open(path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +126,7 @@ func TestLinesAreSegmentJSON(t *testing.T) {
 	if err := sink.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if err := sink.Track(context.Background(), events[0].(*spec.Track)); !errors.Is(err, jsonl.ErrClosed) || !opentrack.IsPermanent(err) {
+	if err := sink.Track(context.Background(), events[0].(*spec.Track)); !errors.Is(err, opentrack.ErrClosed) || !opentrack.IsPermanent(err) {
 		t.Errorf("Track after Close = %v, want a permanent ErrClosed", err)
 	}
 	data, err := os.ReadFile(path)
@@ -148,5 +148,35 @@ func TestLinesAreSegmentJSON(t *testing.T) {
 		if string(got) != string(exp) {
 			t.Errorf("line field %s = %s, want %s", k, got, exp)
 		}
+	}
+}
+
+func mustNew(t *testing.T, w io.Writer) *jsonl.Integration {
+	t.Helper()
+	in, err := jsonl.New(w, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return in
+}
+
+func TestShape(t *testing.T) {
+	var ce *opentrack.ConfigError
+	if _, err := jsonl.New(nil, nil); !errors.As(err, &ce) {
+		t.Errorf("New(nil) = %v, want a *ConfigError", err)
+	}
+	in, err := jsonl.New(io.Discard, &jsonl.Options{Name: "Archive"})
+	if err != nil || in.Name() != "Archive" {
+		t.Errorf("Options.Name: %v %v", in, err)
+	}
+	if in, _ := jsonl.New(io.Discard, nil); in.Name() != jsonl.Name {
+		t.Errorf("default name %q", in.Name())
+	}
+	if _, err := jsonl.FromEnv(t.Context(), func(string) string { return "" }); !errors.Is(err, opentrack.ErrNotConfigured) {
+		t.Errorf("FromEnv without OPENTRACK_FILE = %v, want ErrNotConfigured", err)
+	}
+	dir := t.TempDir()
+	if _, err := jsonl.FromEnv(t.Context(), func(string) string { return dir }); !errors.As(err, &ce) || ce.Field != "OPENTRACK_FILE" {
+		t.Errorf("FromEnv with a folder = %v, want a ConfigError naming OPENTRACK_FILE", err)
 	}
 }

@@ -176,7 +176,7 @@ func checkStats(t *testing.T, s opentrack.Stats, failures []opentrack.Failure, n
 
 func TestWriteErrorInBatchFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "events.jsonl")
-	sink, err := jsonl.Open(path)
+	sink, err := jsonl.Open(path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -212,7 +212,7 @@ func TestWriteErrorInBatchWriter(t *testing.T) {
 	hw := &halfWriter{w: &buf, fail: 1}
 	events := manyEvents("writer", 4)
 
-	stats, failures := deliver(t, jsonl.New(hw), events)
+	stats, failures := deliver(t, mustNew(t, hw), events)
 	if _, failed := hw.counts(); failed != 1 {
 		t.Fatalf("%d writes failed, want 1", failed)
 	}
@@ -233,7 +233,7 @@ func TestWriteErrorInBatchWriter(t *testing.T) {
 func TestWriteErrorRollsBackFile(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "events.jsonl")
-	sink, err := jsonl.Open(path)
+	sink, err := jsonl.Open(path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -276,7 +276,7 @@ func TestWriteErrorTornLineWriter(t *testing.T) {
 	ctx := context.Background()
 	var buf syncBuffer
 	hw := &halfWriter{w: &buf, fail: 1}
-	sink := jsonl.New(hw)
+	sink := mustNew(t, hw)
 	events := integrationtest.Events("torn")
 	if err := sink.Batch(ctx, events); err == nil {
 		t.Fatal("Batch with a failing write returned nil")
@@ -310,7 +310,7 @@ func TestWriteErrorTornLineWriter(t *testing.T) {
 func TestBatchIsOneWrite(t *testing.T) {
 	var buf syncBuffer
 	hw := &halfWriter{w: &buf}
-	sink := jsonl.New(hw)
+	sink := mustNew(t, hw)
 	events := manyEvents("one", 5)
 	if err := sink.Batch(context.Background(), events); err != nil {
 		t.Fatal(err)
@@ -326,7 +326,7 @@ func TestBatchIsOneWrite(t *testing.T) {
 func TestEncodeErrorFailsOnlyItsEvent(t *testing.T) {
 	ctx := context.Background()
 	var buf syncBuffer
-	sink := jsonl.New(&buf)
+	sink := mustNew(t, &buf)
 	events := integrationtest.Events("enc")
 	bad := events[0].(*spec.Track)
 	bad.Properties["revenue"] = math.NaN() // JSON has no NaN
@@ -350,7 +350,7 @@ func TestEncodeErrorFailsOnlyItsEvent(t *testing.T) {
 func TestCallsAfterClose(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "events.jsonl")
-	sink, err := jsonl.Open(path)
+	sink, err := jsonl.Open(path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -364,11 +364,11 @@ func TestCallsAfterClose(t *testing.T) {
 	if err := sink.Close(ctx); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
-	if err := sink.Batch(ctx, events); !errors.Is(err, jsonl.ErrClosed) || !opentrack.IsPermanent(err) {
+	if err := sink.Batch(ctx, events); !errors.Is(err, opentrack.ErrClosed) || !opentrack.IsPermanent(err) {
 		t.Errorf("Batch after Close = %v, want a permanent ErrClosed", err)
 	}
 	for _, e := range events {
-		if err := opentrack.Deliver(ctx, sink, e); !errors.Is(err, jsonl.ErrClosed) || !opentrack.IsPermanent(err) {
+		if err := opentrack.Deliver(ctx, sink, e); !errors.Is(err, opentrack.ErrClosed) || !opentrack.IsPermanent(err) {
 			t.Errorf("%s after Close = %v, want a permanent ErrClosed", e.Fields().Type, err)
 		}
 	}
