@@ -20,7 +20,11 @@ import (
 // A nil error means the event was delivered. Any other error is retried with
 // backoff unless it is marked with [Permanent]; wrap it with [RetryAfter] to
 // ask for a wait. An event that cannot be delivered reaches
-// [Options.OnFailure].
+// [Options.OnFailure]. A panic in a method is recovered, counted in
+// [Stats].Panics and treated as a permanent failure of that event.
+//
+// The events of one user (userId, else anonymousId) are handed to the
+// per-call methods one at a time, in the order they were accepted.
 //
 // Optional capabilities are found by type assertion: [Initializer],
 // [Batcher], [Flusher], [Closer] and [DeliveryTuner]. Embed [Base] to get
@@ -61,8 +65,10 @@ type Batcher interface {
 }
 
 // Flusher is implemented by an integration that buffers writes. The Manager
-// calls Flush from [Manager.Flush], after every event enqueued so far has been
-// handed to the integration.
+// calls Flush from [Manager.Flush], after every event enqueued before that
+// call has been handed to the integration, and from [Manager.Shutdown].
+// Flush may run while later events are being delivered: it must be safe to
+// call concurrently with the other methods.
 type Flusher interface {
 	Flush(ctx context.Context) error
 }
@@ -137,7 +143,9 @@ func (f funcIntegration) Identify(ctx context.Context, e *spec.Identify) error {
 
 // Deliver calls the method of in that matches e's type. It is what the
 // Manager does for integrations that are not Batchers, exported for
-// integrations and tests that dispatch events themselves.
+// integrations that dispatch events themselves (a Batcher that falls back to
+// per-call delivery, a wrapper around another integration) and for
+// conformance tests.
 func Deliver(ctx context.Context, in Integration, e spec.Event) error {
 	switch ev := e.(type) {
 	case *spec.Track:
@@ -199,7 +207,8 @@ func RetryAfter(err error, d time.Duration) error {
 }
 
 // RetryAfterDelay returns the wait requested by [RetryAfter] in err's chain,
-// and whether there was one.
+// and whether there was one: for an integration that wraps another's errors
+// and for tests of an integration's error classification.
 func RetryAfterDelay(err error) (time.Duration, bool) {
 	var r *retryAfterError
 	if errors.As(err, &r) {

@@ -30,7 +30,7 @@ func requireChromium(t *testing.T) string {
 	if p, err := exec.LookPath("chromium"); err == nil {
 		return p
 	}
-	t.Skip("chromium not found (/usr/bin/chromium); .ci/run installs it with apt-get install chromium")
+	missingTool(t, "chromium not found (/usr/bin/chromium); .ci/run installs it with apt-get install chromium")
 	return ""
 }
 

@@ -363,25 +363,58 @@ func testdataDir(t *testing.T, name string) string {
 	return dir
 }
 
-// requireNode returns the path of node, skipping the test when node or npm
-// is missing or node is older than the SDKs need (20).
+// skipped lists the SDK tests skipped for a missing tool, printed after the
+// run so that a plain `go test ./compat` does not hide them behind "ok".
+var skipped struct {
+	sync.Mutex
+	reasons []string
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if len(skipped.reasons) > 0 {
+		fmt.Fprintf(os.Stderr, "compat: %d SDK tests did not run:\n", len(skipped.reasons))
+		for _, r := range skipped.reasons {
+			fmt.Fprintf(os.Stderr, "  SKIP %s\n", r)
+		}
+	}
+	os.Exit(code)
+}
+
+// missingTool skips t because a tool it needs is missing, and says so after
+// the run; under CI (CI set, as .ci/run sets it) the test fails instead,
+// because .ci/run installs every tool and a skip would hide the SDK untested.
+func missingTool(t *testing.T, format string, args ...any) {
+	t.Helper()
+	reason := fmt.Sprintf(format, args...)
+	if os.Getenv("CI") != "" {
+		t.Fatalf("CI is set, and %s", reason)
+	}
+	skipped.Lock()
+	skipped.reasons = append(skipped.reasons, t.Name()+": "+reason)
+	skipped.Unlock()
+	t.Skip(reason)
+}
+
+// requireNode returns the path of node, skipping the test (failing it under
+// CI) when node or npm is missing or node is older than the SDKs need (20).
 func requireNode(t *testing.T) string {
 	t.Helper()
 	node, err := exec.LookPath("node")
 	if err != nil {
-		t.Skip("node not found on PATH; .ci/run installs it")
+		missingTool(t, "node not found on PATH; .ci/run installs it")
 	}
 	if _, err := exec.LookPath("npm"); err != nil {
-		t.Skip("npm not found on PATH; .ci/run installs it")
+		missingTool(t, "npm not found on PATH; .ci/run installs it")
 	}
 	out, err := exec.CommandContext(t.Context(), node, "--version").Output()
 	if err != nil {
-		t.Skipf("node --version failed: %v", err)
+		missingTool(t, "node --version failed: %v", err)
 	}
 	v := strings.TrimPrefix(strings.TrimSpace(string(out)), "v")
 	major, _, _ := strings.Cut(v, ".")
 	if n, err := strconv.Atoi(major); err != nil || n < 20 {
-		t.Skipf("node %s is too old: the Segment SDKs need node 20 or later", strings.TrimSpace(string(out)))
+		missingTool(t, "node %s is too old: the SDKs need node 20 or later", strings.TrimSpace(string(out)))
 	}
 	return node
 }
@@ -409,7 +442,7 @@ func npmInstall(t *testing.T, dir string) {
 	start := time.Now()
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		t.Skipf("npm ci in %s failed, so the SDK is not installed (.ci/run installs it): %v\n%s", dir, err, tail(out, 2000))
+		missingTool(t, "npm ci in %s failed, so the SDK is not installed (.ci/run installs it): %v\n%s", dir, err, tail(out, 2000))
 	}
 	t.Logf("npm ci in %s took %s", filepath.Base(dir), time.Since(start).Round(time.Millisecond))
 }
