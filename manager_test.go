@@ -335,17 +335,19 @@ func TestManagerSlowIntegrationDoesNotDelayOthers(t *testing.T) {
 func TestManagerQueueFullIsAllOrNothing(t *testing.T) {
 	slow := newBlocker("Slow")
 	other := newRecorder("Other")
+	other.Delivered = make(chan spec.Event, 3)
 	m := newManager(t, opentrack.Options{Integrations: []opentrack.Integration{slow, other},
 		Delivery: opentrack.Delivery{QueueSize: 3, Workers: 1}})
 	ctx := t.Context()
 	if err := m.Enqueue(ctx, track("m1"), track("m2"), track("m3")); err != nil {
 		t.Fatal(err)
 	}
-	flushCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
 	// Other has room again once it delivered; Slow has none.
-	for len(other.Got()) < 3 && flushCtx.Err() == nil {
-		time.Sleep(time.Millisecond)
+	for range 3 {
+		<-other.Delivered
+	}
+	for statsOf(t, m, "Other").Queued > 0 { // settled just after delivery
+		runtime.Gosched()
 	}
 	err := m.Enqueue(ctx, track("m4"), track("m5"))
 	if !errors.Is(err, opentrack.ErrQueueFull) {
@@ -967,13 +969,16 @@ func TestManagerOneRetryingEventHoldsOnePlaceOnly(t *testing.T) {
 		}
 		return nil
 	}
+	a.Delivered = make(chan spec.Event, 200)
 	other := newRecorder("Other")
+	other.Delivered = make(chan spec.Event, 200)
 	m := newManager(t, opentrack.Options{Integrations: []opentrack.Integration{a, other},
 		Delivery: opentrack.Delivery{QueueSize: 10, Workers: 2, Retry: opentrack.RetryPolicy{MaxElapsedTime: 2 * time.Hour}}})
 	if err := m.Enqueue(t.Context(), trackBy("someone else", "stuck")); err != nil {
 		t.Fatal(err)
 	}
 	// Far more events than the queue holds pass while "stuck" waits an hour.
+	delivered := 0
 	for i := range 100 {
 		for {
 			err := m.Enqueue(t.Context(), track(fmt.Sprint("m", i)))
@@ -983,11 +988,19 @@ func TestManagerOneRetryingEventHoldsOnePlaceOnly(t *testing.T) {
 			if !errors.Is(err, opentrack.ErrQueueFull) {
 				t.Fatal(err)
 			}
-			time.Sleep(time.Millisecond) // room comes back as A delivers
+			// Room comes back as A or Other delivers.
+			select {
+			case <-a.Delivered:
+				delivered++
+			case <-other.Delivered:
+			}
 		}
 	}
-	for statsOf(t, m, "A").Delivered < 100 {
-		time.Sleep(time.Millisecond)
+	for ; delivered < 100; delivered++ {
+		<-a.Delivered
+	}
+	for statsOf(t, m, "A").Queued > 1 { // settled just after delivery
+		runtime.Gosched()
 	}
 	s := statsOf(t, m, "A")
 	if s.Queued != 1 || s.Cursor != 1 {
