@@ -34,6 +34,7 @@ type Journal struct {
 
 	dirty       chan struct{} // a cursor moved, or a segment may be deletable
 	persistDone chan struct{}
+	bg          sync.WaitGroup // spare preparation
 
 	rec recovery // what Open found on disk
 
@@ -52,6 +53,9 @@ type Journal struct {
 	seen     map[corruptAt]bool // bad stretches already reported
 	syncs    uint64
 	appended uint64
+	// spareReady says the spare file exists; sparing that it is being
+	// made (see spare.go).
+	spareReady, sparing bool
 
 	persistMu sync.Mutex        // serialises cursor writes and segment deletion
 	saved     map[string]uint64 // the cursors last written; guarded by persistMu
@@ -123,7 +127,7 @@ func Open(dir string, opts *Options) (*Journal, error) {
 // one in an empty directory.
 func (j *Journal) openActive() (*os.File, error) {
 	if len(j.segs) == 0 {
-		f, s, err := createSegment(j.dir, j.next)
+		f, s, err := createSegment(j.dir, j.next, "")
 		if err != nil {
 			return nil, err
 		}
@@ -271,12 +275,13 @@ func (j *Journal) Close() error {
 		j.mu.Unlock()
 		close(j.quit)
 		<-j.writerDone
+		j.bg.Wait()
 		var errs []error
 		if opened {
 			<-j.persistDone
 			errs = append(errs, j.persist())
 		}
-		errs = append(errs, j.w.f.Close())
+		errs = append(errs, j.w.trim(), j.w.f.Close())
 		for _, r := range j.readers {
 			r.close()
 		}
@@ -290,7 +295,9 @@ func (j *Journal) Close() error {
 
 // Stats describe the journal.
 type Stats struct {
-	// Bytes is the size of the segment files on disk.
+	// Bytes is the size of the segments up to their last record, what
+	// Options.MaxBytes bounds. The active segment's file, written ahead,
+	// and the spare take up to 2*SegmentBytes more.
 	Bytes int64
 	// Segments counts the segment files.
 	Segments int

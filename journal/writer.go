@@ -235,6 +235,9 @@ func (w *writer) flush() int64 {
 	for _, r := range group {
 		r.done <- nil
 	}
+	if s.size > j.opts.SegmentBytes/2 {
+		j.prepareSpare() // for the next roll
+	}
 	return n
 }
 
@@ -249,10 +252,14 @@ func (w *writer) fail(err error) {
 	w.j.log.Error("journal: appends stopped until restart", "dir", w.j.dir, "err", err)
 }
 
-// roll closes the active segment and begins the next.
+// roll closes the active segment and begins the next, from the spare when
+// there is one.
 func (w *writer) roll() error {
 	j := w.j
-	f, s, err := createSegment(j.dir, w.next)
+	if err := w.trim(); err != nil {
+		return err
+	}
+	f, s, err := w.create()
 	if err != nil {
 		return err
 	}
@@ -266,5 +273,39 @@ func (w *writer) roll() error {
 		j.log.Warn("journal: closing a full segment", "dir", j.dir, "err", err)
 	}
 	j.markDirty() // the old segment may already be deletable
+	return nil
+}
+
+// create makes the next segment, from the spare if there is one.
+func (w *writer) create() (*os.File, *segment, error) {
+	j := w.j
+	if spare := j.takeSpare(); spare != "" {
+		f, s, err := createSegment(j.dir, w.next, spare)
+		if err == nil {
+			j.log.Debug("journal: began a segment in the spare", "file", s.path)
+			return f, s, nil
+		}
+		j.log.Warn("journal: using the spare segment", "dir", j.dir, "err", err)
+	}
+	return createSegment(j.dir, w.next, "")
+}
+
+// trim cuts the active segment's file to its records, when it was written
+// to a larger size ahead (a spare): the file a roll or Close leaves ends
+// with its last record.
+func (w *writer) trim() error {
+	fi, err := w.f.Stat()
+	if err != nil {
+		return fmt.Errorf("journal: %w", err)
+	}
+	if fi.Size() <= w.seg.size {
+		return nil
+	}
+	if err := w.f.Truncate(w.seg.size); err != nil {
+		return fmt.Errorf("journal: truncate %s: %w", w.seg.path, err)
+	}
+	if err := fdatasync(w.f); err != nil {
+		return fmt.Errorf("journal: truncate %s: %w", w.seg.path, err)
+	}
 	return nil
 }
