@@ -56,6 +56,7 @@ type Journal struct {
 	// spareReady says the spare file exists; sparing that it is being
 	// made (see spare.go).
 	spareReady, sparing bool
+	prewritten          bool // the active segment was written ahead
 
 	persistMu sync.Mutex        // serialises cursor writes and segment deletion
 	saved     map[string]uint64 // the cursors last written; guarded by persistMu
@@ -315,8 +316,14 @@ type Stats struct {
 	// Open, by recovery and by readers.
 	Corrupt int
 	// Truncated is how many bytes Open cut from the end of segments: a
-	// torn last write, or an Append a crash interrupted.
+	// torn last write, an Append a crash interrupted, or space written
+	// ahead.
 	Truncated int64
+	// Prewritten says that the active segment was written ahead to its
+	// full size (a recycled segment, or zeros), so that an append's
+	// fdatasync flushes data only; otherwise the file grows with each
+	// append, and each fdatasync also commits its size.
+	Prewritten bool
 	// Readers holds each reader's stats by name; their lag is Unsettled
 	// records and time.Since(Oldest).
 	Readers map[string]queue.ReaderStats
@@ -326,14 +333,15 @@ type Stats struct {
 func (j *Journal) Stats() Stats {
 	j.mu.Lock()
 	s := Stats{
-		Bytes:     j.bytes,
-		Segments:  len(j.segs),
-		Next:      j.next,
-		Appended:  j.appended,
-		Syncs:     j.syncs,
-		Corrupt:   j.corrupt,
-		Truncated: j.rec.truncated,
-		Readers:   make(map[string]queue.ReaderStats, len(j.readers)),
+		Bytes:      j.bytes,
+		Segments:   len(j.segs),
+		Next:       j.next,
+		Appended:   j.appended,
+		Syncs:      j.syncs,
+		Corrupt:    j.corrupt,
+		Truncated:  j.rec.truncated,
+		Prewritten: j.prewritten,
+		Readers:    make(map[string]queue.ReaderStats, len(j.readers)),
 	}
 	for _, seg := range j.segs {
 		if seg.first != 0 {

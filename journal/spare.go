@@ -14,7 +14,8 @@ import (
 // halved throughput and doubled the wait (see the package doc). A spare
 // is a segment every reader has passed, recycled instead of deleted, or,
 // when there is none, a file of zeros written in the background once the
-// active segment is half full. Old records in a recycled file have Seqs
+// active segment is half full (or holds appendModeBytes, if it is not
+// written ahead: the writer then moves to the spare at once). Old records in a recycled file have Seqs
 // below the new segment's base, which recovery tells from new ones.
 const spareFile = "spare"
 
@@ -51,8 +52,8 @@ func (j *Journal) spareDone(ready bool) {
 // recycle makes the deleted segment s the spare if there is none. It
 // reports whether it did; if not, the caller removes the file.
 func (j *Journal) recycle(s *segment) bool {
-	if !j.claimSpare() {
-		return false
+	if s.size < j.opts.SegmentBytes*3/4 || !j.claimSpare() {
+		return false // a small file would make a small segment
 	}
 	// A rename that a crash undoes brings back a settled segment, which
 	// recovery skips: no directory sync is needed.
