@@ -153,7 +153,8 @@ func (j *Journal) openActive() (*os.File, error) {
 //
 // It returns queue.ErrFull when the records would take the journal past
 // Options.MaxBytes, or the disk is full; queue.ErrTooLarge when they alone
-// would; queue.ErrClosed after Close; ctx's error if ctx ends first, in
+// would, or when one record's payload passes 1 MiB (an event accepted
+// over HTTP is at most 32 KB); queue.ErrClosed after Close; ctx's error if ctx ends first, in
 // which case the records may or may not have been stored. Append must not
 // be called before [Journal.Open].
 func (j *Journal) Append(ctx context.Context, recs []queue.Record) error {

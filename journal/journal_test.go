@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -596,6 +597,34 @@ func TestRedelivered(t *testing.T) {
 		}
 	}
 	if !slices.Equal(messageIDs(got), messageIDs(append(before, after...))) {
+		t.Errorf("read %q", messageIDs(got))
+	}
+}
+
+// TestGarbageTail opens a segment whose records are followed by megabytes
+// of random bytes: recovery scans them for a frame, finds none, and cuts
+// them.
+func TestGarbageTail(t *testing.T) {
+	dir := t.TempDir()
+	j := openJournal(t, dir, nil)
+	openReaders(t, j, "a")
+	want := appendN(t, j, 3, "g", "a")
+	j.Close()
+	seg := segmentFiles(t, dir)[0]
+	garbage := make([]byte, 2<<20)
+	rand.NewChaCha8([32]byte{1}).Read(garbage)
+	f, err := os.OpenFile(seg, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write(garbage)
+	f.Close()
+	j = openJournal(t, dir, nil)
+	if st := j.Stats(); st.Truncated != int64(len(garbage)) || st.Corrupt != 0 {
+		t.Errorf("Stats %+v; want the %d bytes cut", st, len(garbage))
+	}
+	rs := openReaders(t, j, "a")
+	if got := readRest(t, rs[0]); !slices.Equal(messageIDs(got), messageIDs(want)) {
 		t.Errorf("read %q", messageIDs(got))
 	}
 }
