@@ -131,6 +131,12 @@
 // none, a file of zeros written in the background. Old records left in a
 // recycled file have Seqs below its new base, which recovery tells apart.
 //
+// # Platforms
+//
+// The journal is built for and tested on Linux (ext4). Other Unix systems
+// lock the directory the same way and sync with fsync; elsewhere (Windows)
+// the directory is not locked, and only one Journal may use it.
+//
 // # Concurrency
 //
 // Appends are group-committed: producers hand their encoded records to one

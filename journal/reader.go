@@ -94,10 +94,10 @@ func (r *reader) added(seq uint64, size int) {
 	r.mu.Unlock()
 }
 
-// Next returns up to max records for this reader, in Seq order, waiting
+// Next returns up to limit records for this reader, in Seq order, waiting
 // until there is one, ctx ends (its error) or the journal is closed
-// (queue.ErrClosed). Records read from disk that were appended before Open
-// are marked Redelivered. A max below 1 means 1.
+// (queue.ErrClosed). Records appended before Open are marked Redelivered.
+// A limit below 1 means 1.
 func (r *reader) Next(ctx context.Context, limit int) ([]queue.Record, error) {
 	limit = max(limit, 1)
 	r.readMu.Lock()

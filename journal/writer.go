@@ -138,15 +138,15 @@ func (w *writer) commit(batch []*request) {
 			j.log.Warn("journal: starting a segment in the spare", "dir", j.dir, "err", err)
 		}
 	}
-	limit := j.opts.SegmentBytes
-	if w.room > 0 {
-		limit = min(limit, w.room) // a smaller recycled file
-	}
 	w.buf, w.group = w.buf[:0], w.group[:0]
 	rollAfter := false
 	for _, r := range batch {
 		need := int64(len(r.frames))
 		pending := int64(len(w.buf))
+		limit := j.opts.SegmentBytes
+		if w.room > 0 {
+			limit = min(limit, w.room) // a smaller recycled file
+		}
 		roll := w.seg.size+pending > segmentHeaderSize && w.seg.size+pending+need > limit
 		extra := need
 		if roll {
