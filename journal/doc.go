@@ -40,7 +40,9 @@
 // another Journal: [ErrLocked]) and a segment of a newer format version.
 //
 // Disk is bounded, memory is not spent on the backlog. Records take at most
-// Options.MaxBytes (1 GiB by default); an Append that would pass it gets
+// Options.MaxBytes (1 GiB by default; space written ahead, the active
+// segment's and a spare's, adds at most 2*SegmentBytes); an Append that
+// would pass it gets
 // queue.ErrFull (the Handler answers 503 with Retry-After) and one larger
 // than MaxBytes queue.ErrTooLarge. A segment is deleted once every reader's
 // cursor has passed it. A reader that keeps up takes records from an

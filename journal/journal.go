@@ -77,8 +77,8 @@ var _ queue.Queue = (*Journal)(nil)
 // directory, not writable) is an error here, not later. nil opts means the
 // defaults.
 //
-// Open refuses one thing only: a segment written by a newer format version,
-// which this build cannot read.
+// Besides a directory it cannot use, Open refuses one thing only: a
+// segment written by a newer format version, which this build cannot read.
 func Open(dir string, opts *Options) (*Journal, error) {
 	o, err := opts.withDefaults()
 	if err != nil {
