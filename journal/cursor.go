@@ -28,7 +28,7 @@ const (
 	cursorsMagic   = "OTCURSOR"
 	cursorsVersion = 1
 	cursorsFile    = "cursors"
-	cursorsTemp    = "cursors.tmp"
+	cursorsTemp    = cursorsFile + tempSuffix
 	maxNameLen     = 1<<16 - 1
 )
 
@@ -225,6 +225,10 @@ func (j *Journal) deleteSegments(low uint64) {
 	// every saved cursor, which recovery counts and readers skip: the
 	// directory need not be synced for it.
 	for _, s := range gone {
+		if j.recycle(s) {
+			j.log.Debug("journal: recycled a settled segment", "file", s.path, "last", s.last)
+			continue
+		}
 		if err := os.Remove(s.path); err != nil && !errors.Is(err, os.ErrNotExist) {
 			j.log.Error("journal: deleting a settled segment", "file", s.path, "err", err)
 			continue

@@ -1,7 +1,150 @@
 // Package journal is an embedded, durable [queue.Queue]: an append-only log
 // on local disk, in one directory, with nothing to install. A [Journal]'s
-// Append returns only once the records are written and fdatasynced, so the
-// collector's 2xx means "on disk".
+// Append returns only once the records are written and fdatasynced, so a
+// collector that answers after Append answers "on disk".
 //
-// (Figures, format and guarantees follow.)
+//	j, err := journal.Open("/var/lib/opentrack/journal", nil)
+//	if err != nil {
+//		log.Fatal(err)
+//	}
+//	defer j.Close()
+//	// Hand j to the Manager as its queue; after a restart, rebuild the
+//	// messageId deduplication window from j.RecentMessageIDs(n).
+//
+// # Guarantees
+//
+// Append stores its records all or none and returns nil only after one
+// fdatasync that covers them. Given a disk that honours fdatasync (a flush
+// of its write cache), what an acknowledged Append stored survives:
+//
+//   - a crash of the process (panic, OOM kill, SIGKILL): nothing
+//     acknowledged is lost; written data is in the kernel's page cache even
+//     before it is synced;
+//   - a crash of the operating system, or a power loss: nothing
+//     acknowledged is lost. An Append that had not returned may be lost,
+//     or, if the disk kept some of its pages and not others, kept in part:
+//     its sender retries it, and the Manager's deduplication window, rebuilt
+//     from RecentMessageIDs, recognises what survived.
+//
+// Readers' progress is saved less often: the cursors file is rewritten at
+// most every Options.CursorInterval (100 ms) while records are settled, and
+// on Sync and Close. After a crash a reader resumes at its saved cursor and
+// reads again what follows it, marked Redelivered: delivery is at least
+// once, and destinations deduplicate by messageId.
+//
+// Open never refuses to start because of what a crash or a bad disk left:
+// a torn or unfinished last write is cut off; a corrupt record elsewhere is
+// skipped (Open scans forward to the next frame that checks out), logged
+// with its file and offset, and counted in [Stats].Corrupt. It refuses only
+// a directory it cannot use (not a directory, not writable, locked by
+// another Journal: [ErrLocked]) and a segment of a newer format version.
+//
+// Disk is bounded, memory is not spent on the backlog. Records take at most
+// Options.MaxBytes (1 GiB by default; space written ahead, the active
+// segment's and a spare's, adds at most 2*SegmentBytes); an Append that
+// would pass it gets
+// queue.ErrFull (the Handler answers 503 with Retry-After) and one larger
+// than MaxBytes queue.ErrTooLarge. A segment is deleted once every reader's
+// cursor has passed it. A reader that keeps up takes records from an
+// in-memory tail of the newest Options.TailRecords; one that is behind (a
+// destination down for hours) reads the segments from disk,
+// Options.ReadAhead records at a time. A backlog of a million records of
+// 600 bytes costs 643 MB of disk and 17 MB of live heap, with the process's
+// RSS at 66 MB, whether the reader waits or reads (BenchmarkBacklog).
+//
+// # On disk
+//
+// The directory holds:
+//
+//	LOCK                   flock(2)ed while a Journal has the directory open
+//	00000000000000000001.seg
+//	00000000000000004097.seg  segments, named after the first Seq they may hold
+//	cursors                the readers' cursors
+//	spare                  a segment-sized file, ready to become the next segment
+//
+// A segment begins with a 24-byte header: the magic "OTJOURNL", a format
+// version (1, little endian uint16), two zero bytes, the segment's base Seq
+// (uint64) and a CRC-32C of those 20 bytes. Frames follow, one per record:
+//
+//	[0:4]   CRC-32C (Castagnoli) of the payload, then of bytes [4:17]
+//	[4:8]   payload length, uint32
+//	[8:16]  Seq, uint64
+//	[16]    flags: 1 marks the last record of an Append
+//	[17:]   payload: queue.EncodeRecord (version, targets, appended time,
+//	        receivedAt, messageId, the event as Segment JSON)
+//
+// All integers are little endian. A segment is closed when the next Append
+// would take it past Options.SegmentBytes (64 MiB by default). Seqs rise
+// through the log and are never reused for an acknowledged record.
+//
+// The cursors file holds the magic "OTCURSOR", a format version, the next
+// Seq, and each reader's name and cursor, with a CRC-32C; it is replaced
+// atomically (written to cursors.tmp, fsynced, renamed, directory fsynced).
+// A name it does not know starts at the end of the log (a new integration);
+// a name it knows that is not opened is dropped, with a log line, and stops
+// holding segments; without a cursors file, every reader starts at the
+// oldest record on disk.
+//
+// Recovery checks every frame of every segment. In the last segment, what
+// follows the last whole Append (the flagged frame ending it) is cut: a
+// write the crash tore, or records of an Append that never returned. A
+// frame that does not check out elsewhere is skipped, and the frames after
+// it are read. Open also rebuilds each reader's backlog from the records at
+// or after its cursor.
+//
+// # Why a hand-written log
+//
+// pebble (github.com/cockroachdb/pebble/v2) with Sync writes was the
+// ready-made alternative: a checksummed WAL with grouped syncs, recovery
+// and an ordered key space. BenchmarkAppend measures both on the same
+// payloads (events of about 600 bytes, one per Append, each producer waiting
+// for durability); the journal runs warmed up with a reader settling
+// everything, pebble only takes writes. Medians of 3 runs of 3 s, on a
+// 2-vCPU VM with a virtio disk (write cache: write back) shared with other
+// work (go test -run '^$' -bench Append -benchtime 3s -count 3):
+//
+//	producers  store    events/s  events/sync  p50 ms  p99 ms  CPU µs/event
+//	        1  journal     7,010          1.0    0.14    0.26          86
+//	        1  pebble      1,888          1.0    0.22    4.12         132
+//	       16  journal    46,130          7.4    0.26    2.28          18
+//	       16  pebble     32,322          7.2    0.27    5.34          20
+//	       64  journal    89,153         23.2    0.50    4.78          10
+//	       64  pebble     68,564         19.4    0.56    6.79          12
+//	      256  journal    78,148         66.1    2.43   12.69          10
+//	      256  pebble     61,191         59.6    3.06   17.00          15
+//
+// The journal's medians are ahead at every concurrency, on throughput (1.3
+// to 3.7 times), on the wait (p99 lower by a quarter to a factor of 16) and
+// on CPU, with no background compaction. Single runs swing by up to 2x on
+// this shared machine; at 16 and 64 producers one run of three went
+// pebble's way, at 1 and 256 none did. It is also
+// what the queue needs and no more: an append-only log with per-reader
+// cursors, where pebble would add keys, deletes and compactions of data
+// that is read once.
+//
+// Most of the journal's lead comes from writing into files that already
+// have their full size: an fdatasync after overwriting written blocks
+// flushes data only, while one after an append must also commit the file's
+// new size to the filesystem's journal. Measured interleaved on the same
+// machine, appending to growing files gave 15,000 to 19,000 events/s at 64
+// producers (p50 1.2 to 1.5 ms), writing into a file written ahead 33,000
+// to 36,500 (p50 0.66 ms). So the journal writes into a spare: a segment
+// every reader has passed, recycled instead of deleted, or, when there is
+// none, a file of zeros written in the background. Old records left in a
+// recycled file have Seqs below its new base, which recovery tells apart.
+//
+// # Platforms
+//
+// The journal is built for and tested on Linux (ext4). Other Unix systems
+// lock the directory the same way and sync with fsync; elsewhere (Windows)
+// the directory is not locked, and only one Journal may use it.
+//
+// # Concurrency
+//
+// Appends are group-committed: producers hand their encoded records to one
+// writer goroutine, which takes everything waiting, writes it with one
+// write, issues one fdatasync and releases them all; while it syncs, the
+// next group gathers. Each reader's Next is meant for one goroutine at a
+// time (concurrent calls are safe, and serialised); Settle and Stats may be
+// called from any goroutine.
 package journal

@@ -24,8 +24,11 @@ const (
 	flagLast        = 1 << 0
 	knownFlags      = flagLast
 	// maxPayload bounds one record's payload; a frame header that claims
-	// more is corrupt. Events are at most 32 KB as the handler accepts them.
-	maxPayload = 16 << 20
+	// more is corrupt. Events are at most 32 KB as the handler accepts
+	// them. The bound also caps the checksum work of scanning past a
+	// corrupt stretch: only 1 in 2^19 random headers passes the checks
+	// before the checksum.
+	maxPayload = 1 << 20
 	// maxSeq bounds Seq, far beyond what a journal reaches, so that a
 	// corrupt Seq cannot make the next one wrap around.
 	maxSeq = 1 << 62
@@ -130,7 +133,10 @@ func (fr *frameReader) window(off int64, n int) ([]byte, error) {
 	return fr.buf[:n], nil
 }
 
-// at checks for a valid frame at off.
+// at checks for a frame at off. It returns the frame and "" when it is
+// valid and follows the last good one; the frame and errStale when it is
+// whole and checks out but its Seq does not follow (a frame left over from
+// a recycled file); otherwise why there is none.
 func (fr *frameReader) at(off int64) (frame, string, error) {
 	h, err := fr.window(off, frameHeaderSize)
 	if err != nil {
@@ -148,8 +154,8 @@ func (fr *frameReader) at(off int64) (frame, string, error) {
 		return frame{}, "length out of range", nil
 	case flags&^knownFlags != 0:
 		return frame{}, "unknown flags", nil
-	case seq == 0 || seq <= fr.prev || seq > maxSeq:
-		return frame{}, "sequence out of order", nil
+	case seq == 0 || seq > maxSeq:
+		return frame{}, "sequence out of range", nil
 	}
 	b, err := fr.window(off, frameHeaderSize+int(n))
 	if err != nil {
@@ -162,8 +168,15 @@ func (fr *frameReader) at(off int64) (frame, string, error) {
 	if crc32.Update(payloadCRC(payload), castagnoli, b[4:frameHeaderSize]) != sum {
 		return frame{}, "checksum mismatch", nil
 	}
-	return frame{off: off, seq: seq, flags: flags, payload: payload}, "", nil
+	f := frame{off: off, seq: seq, flags: flags, payload: payload}
+	if seq <= fr.prev {
+		return f, errStale, nil
+	}
+	return f, "", nil
 }
+
+// errStale is the reason at gives for a whole frame out of sequence.
+const errStale = "sequence out of order"
 
 // next returns the next valid frame, or io.EOF at the end.
 func (fr *frameReader) next() (frame, error) {
@@ -179,22 +192,60 @@ func (fr *frameReader) next() (frame, error) {
 		return f, nil
 	}
 	bad := &errCorrupt{off: fr.off, reason: reason}
-	for off := fr.off + 1; off < fr.end; off++ {
-		f, _, err := fr.at(off)
-		if err != nil {
+	off := fr.off + 1
+	if reason == errStale {
+		off = f.end()
+	}
+	for off < fr.end {
+		f, reason, err := fr.at(off)
+		switch {
+		case err != nil:
 			return frame{}, err
-		}
-		if f.payload != nil {
+		case reason == "":
 			if fr.onCorrupt != nil {
 				bad.reason = fmt.Sprintf("%s; %d bytes skipped", bad.reason, off-bad.off)
 				fr.onCorrupt(bad)
 			}
 			fr.off, fr.prev = f.end(), f.seq
 			return f, nil
+		case reason == errStale:
+			off = f.end() // a whole old frame: no new one starts inside it
+		default:
+			next, err := fr.pastZeros(off)
+			if err != nil {
+				return frame{}, err
+			}
+			off = max(off+1, next)
 		}
 	}
 	fr.tail, fr.off = bad.off, fr.end
 	return frame{}, io.EOF
+}
+
+// pastZeros returns the first offset at or after off where a frame could
+// start, given the zero bytes at off: a frame's Seq, at bytes 8 to 15 of
+// its header, is not zero, so no frame starts 16 or more bytes before the
+// end of a run of zeros. It lets recovery cross a zero-filled (preallocated)
+// stretch without trying every byte.
+func (fr *frameReader) pastZeros(off int64) (int64, error) {
+	for off < fr.end {
+		b, err := fr.window(off, 64<<10)
+		if err != nil {
+			return 0, err
+		}
+		if len(b) == 0 {
+			return fr.end, nil
+		}
+		i := 0
+		for i < len(b) && b[i] == 0 {
+			i++
+		}
+		if i < len(b) {
+			return off + int64(i) - (frameHeaderSize - 1), nil
+		}
+		off += int64(len(b))
+	}
+	return fr.end, nil
 }
 
 // skip moves past the frame f returned by next whose payload turned out

@@ -34,6 +34,7 @@ type Journal struct {
 
 	dirty       chan struct{} // a cursor moved, or a segment may be deletable
 	persistDone chan struct{}
+	bg          sync.WaitGroup // spare preparation
 
 	rec recovery // what Open found on disk
 
@@ -52,6 +53,10 @@ type Journal struct {
 	seen     map[corruptAt]bool // bad stretches already reported
 	syncs    uint64
 	appended uint64
+	// spareReady says the spare file exists; sparing that it is being
+	// made (see spare.go).
+	spareReady, sparing bool
+	prewritten          bool // the active segment was written ahead
 
 	persistMu sync.Mutex        // serialises cursor writes and segment deletion
 	saved     map[string]uint64 // the cursors last written; guarded by persistMu
@@ -72,8 +77,8 @@ var _ queue.Queue = (*Journal)(nil)
 // directory, not writable) is an error here, not later. nil opts means the
 // defaults.
 //
-// Open refuses one thing only: a segment written by a newer format version,
-// which this build cannot read.
+// Besides a directory it cannot use, Open refuses one thing only: a
+// segment written by a newer format version, which this build cannot read.
 func Open(dir string, opts *Options) (*Journal, error) {
 	o, err := opts.withDefaults()
 	if err != nil {
@@ -123,7 +128,7 @@ func Open(dir string, opts *Options) (*Journal, error) {
 // one in an empty directory.
 func (j *Journal) openActive() (*os.File, error) {
 	if len(j.segs) == 0 {
-		f, s, err := createSegment(j.dir, j.next)
+		f, s, err := createSegment(j.dir, j.next, "")
 		if err != nil {
 			return nil, err
 		}
@@ -148,7 +153,8 @@ func (j *Journal) openActive() (*os.File, error) {
 //
 // It returns queue.ErrFull when the records would take the journal past
 // Options.MaxBytes, or the disk is full; queue.ErrTooLarge when they alone
-// would; queue.ErrClosed after Close; ctx's error if ctx ends first, in
+// would, or when one record's payload passes 1 MiB (an event accepted
+// over HTTP is at most 32 KB); queue.ErrClosed after Close; ctx's error if ctx ends first, in
 // which case the records may or may not have been stored. Append must not
 // be called before [Journal.Open].
 func (j *Journal) Append(ctx context.Context, recs []queue.Record) error {
@@ -271,12 +277,13 @@ func (j *Journal) Close() error {
 		j.mu.Unlock()
 		close(j.quit)
 		<-j.writerDone
+		j.bg.Wait()
 		var errs []error
 		if opened {
 			<-j.persistDone
 			errs = append(errs, j.persist())
 		}
-		errs = append(errs, j.w.f.Close())
+		errs = append(errs, j.w.trim(), j.w.f.Close())
 		for _, r := range j.readers {
 			r.close()
 		}
@@ -290,7 +297,9 @@ func (j *Journal) Close() error {
 
 // Stats describe the journal.
 type Stats struct {
-	// Bytes is the size of the segment files on disk.
+	// Bytes is the size of the segments up to their last record, what
+	// Options.MaxBytes bounds. The active segment's file, written ahead,
+	// and the spare take up to 2*SegmentBytes more.
 	Bytes int64
 	// Segments counts the segment files.
 	Segments int
@@ -308,8 +317,14 @@ type Stats struct {
 	// Open, by recovery and by readers.
 	Corrupt int
 	// Truncated is how many bytes Open cut from the end of segments: a
-	// torn last write, or an Append a crash interrupted.
+	// torn last write, an Append a crash interrupted, or space written
+	// ahead.
 	Truncated int64
+	// Prewritten says that the active segment was written ahead to its
+	// full size (a recycled segment, or zeros), so that an append's
+	// fdatasync flushes data only; otherwise the file grows with each
+	// append, and each fdatasync also commits its size.
+	Prewritten bool
 	// Readers holds each reader's stats by name; their lag is Unsettled
 	// records and time.Since(Oldest).
 	Readers map[string]queue.ReaderStats
@@ -319,14 +334,15 @@ type Stats struct {
 func (j *Journal) Stats() Stats {
 	j.mu.Lock()
 	s := Stats{
-		Bytes:     j.bytes,
-		Segments:  len(j.segs),
-		Next:      j.next,
-		Appended:  j.appended,
-		Syncs:     j.syncs,
-		Corrupt:   j.corrupt,
-		Truncated: j.rec.truncated,
-		Readers:   make(map[string]queue.ReaderStats, len(j.readers)),
+		Bytes:      j.bytes,
+		Segments:   len(j.segs),
+		Next:       j.next,
+		Appended:   j.appended,
+		Syncs:      j.syncs,
+		Corrupt:    j.corrupt,
+		Truncated:  j.rec.truncated,
+		Prewritten: j.prewritten,
+		Readers:    make(map[string]queue.ReaderStats, len(j.readers)),
 	}
 	for _, seg := range j.segs {
 		if seg.first != 0 {

@@ -30,11 +30,14 @@ const (
 // Options configure a [Journal]. The zero value (or nil) means the
 // defaults.
 type Options struct {
-	// MaxBytes bounds the size of the segments on disk. An Append that
-	// would pass it returns queue.ErrFull (the Handler answers 503 with
-	// Retry-After) until readers settle records and whole segments are
-	// deleted; one larger than MaxBytes on its own returns
-	// queue.ErrTooLarge. Default DefaultMaxBytes (1 GiB).
+	// MaxBytes bounds the records on disk (their segments, up to the last
+	// record). An Append that would pass it returns queue.ErrFull (the
+	// Handler answers 503 with Retry-After) until readers settle records
+	// and whole segments are deleted; one larger than MaxBytes on its own
+	// returns queue.ErrTooLarge. The active segment is written ahead to
+	// SegmentBytes, and one spare segment waits for the next, so the
+	// directory holds at most MaxBytes + 2*SegmentBytes. Default
+	// DefaultMaxBytes (1 GiB).
 	MaxBytes int64
 	// SegmentBytes is the size at which the journal closes a segment and
 	// begins the next. A segment is deleted once every reader's cursor has

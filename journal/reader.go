@@ -45,7 +45,7 @@ type reader struct {
 	frPos   uint64 // the pos fr stands at: all frames before fr.off are below it
 
 	mu        sync.Mutex
-	pos       uint64         // written holding readMu and mu
+	pos       uint64         // written holding mu and, but by added, readMu
 	ahead     []queue.Record // read from disk, not yet handed out
 	out       []handed       // handed out, in Seq order, from outHead
 	outHead   int
@@ -82,17 +82,22 @@ func (j *Journal) newReader(name string) *reader {
 }
 
 // added counts a committed record for this reader. j.mu is held.
-func (r *reader) added(size int) {
+func (r *reader) added(seq uint64, size int) {
 	r.mu.Lock()
+	if r.unsettled == r.outLive+len(r.ahead) {
+		// Nothing before it is for this reader: its cursor moves here,
+		// never back from the end where it stood.
+		r.pos = max(r.pos, seq)
+	}
 	r.unsettled++
 	r.bytes += int64(size)
 	r.mu.Unlock()
 }
 
-// Next returns up to max records for this reader, in Seq order, waiting
+// Next returns up to limit records for this reader, in Seq order, waiting
 // until there is one, ctx ends (its error) or the journal is closed
-// (queue.ErrClosed). Records read from disk that were appended before Open
-// are marked Redelivered. A max below 1 means 1.
+// (queue.ErrClosed). Records appended before Open are marked Redelivered.
+// A limit below 1 means 1.
 func (r *reader) Next(ctx context.Context, limit int) ([]queue.Record, error) {
 	limit = max(limit, 1)
 	r.readMu.Lock()
@@ -185,8 +190,10 @@ func (r *reader) handOut(recs []queue.Record) []queue.Record {
 // segment. It returns how many it read. readMu is held.
 func (r *reader) fill() (int, error) {
 	j := r.j
-	pos := r.pos
 	j.mu.Lock()
+	r.mu.Lock()
+	pos := r.pos
+	r.mu.Unlock()
 	i := slices.IndexFunc(j.segs, func(s *segment) bool { return s.last >= pos })
 	if i < 0 {
 		// Nothing on disk at or after pos.

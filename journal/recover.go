@@ -44,8 +44,17 @@ func (rec *recovery) starts(name string, seq uint64) bool {
 // cuts a torn or unfinished last write, skips corrupt records, and sets the
 // journal's segments, next Seq and the readers' starting backlogs.
 func (j *Journal) recover() error {
-	if err := os.Remove(filepath.Join(j.dir, cursorsTemp)); err != nil && !errors.Is(err, os.ErrNotExist) {
+	temps, err := filepath.Glob(filepath.Join(j.dir, "*"+tempSuffix))
+	if err != nil {
 		return fmt.Errorf("journal: open %s: %w", j.dir, err)
+	}
+	for _, tmp := range temps {
+		if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("journal: open %s: %w", j.dir, err)
+		}
+	}
+	if fi, err := os.Stat(filepath.Join(j.dir, spareFile)); err == nil && fi.Mode().IsRegular() {
+		j.spareReady = true
 	}
 	st, ok, err := readCursors(j.dir)
 	if err != nil {
@@ -159,7 +168,8 @@ func (j *Journal) recoverSegment(s *segment, isLast bool, last *uint64) error {
 	}
 	if cut >= 0 {
 		if isLast {
-			j.log.Info("journal: truncated the torn end of the journal", "file", s.path, "offset", cut, "bytes", size-cut)
+			j.log.Info("journal: truncated the end of the journal after its last whole record (a write a crash interrupted, or space written ahead)",
+				"file", s.path, "offset", cut, "bytes", size-cut)
 		} else {
 			j.reportCorrupt(s.path, &errCorrupt{off: cut, reason: fmt.Sprintf("no valid record in the last %d bytes; truncated", size-cut)})
 		}

@@ -116,27 +116,45 @@ func listSegments(dir string) ([]*segment, error) {
 	return segs, nil
 }
 
-// createSegment creates the segment file for base with its header, and
-// makes both the file and its name durable before it returns.
-func createSegment(dir string, base uint64) (*os.File, *segment, error) {
+// createSegment makes the segment file for base, from the spare file at
+// spare when it is not "" (a file already written to its full size, whose
+// fdatasyncs then need no metadata update), or from nothing. The header is
+// written and synced under a temporary name first, so that a segment file
+// never exists without its header; the rename is synced before it returns.
+func createSegment(dir string, base uint64, spare string) (*os.File, *segment, error) {
 	s := &segment{base: base, path: filepath.Join(dir, segmentName(base)), size: segmentHeaderSize}
-	f, err := os.OpenFile(s.path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return nil, nil, fmt.Errorf("journal: create segment: %w", err)
+	tmp := s.path + tempSuffix
+	var f *os.File
+	var err error
+	if spare != "" {
+		if err = os.Rename(spare, tmp); err == nil {
+			f, err = os.OpenFile(tmp, os.O_RDWR, 0)
+		}
+	} else {
+		f, err = os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
 	}
-	if _, err := f.Write(encodeSegmentHeader(base)); err == nil {
+	if err != nil {
+		return nil, nil, fmt.Errorf("journal: create segment %s: %w", s.path, err)
+	}
+	if _, err = f.WriteAt(encodeSegmentHeader(base), 0); err == nil {
 		err = fdatasync(f)
+	}
+	if err == nil {
+		err = os.Rename(tmp, s.path)
 	}
 	if err == nil {
 		err = syncDir(dir)
 	}
 	if err != nil {
 		f.Close()
-		os.Remove(s.path)
+		os.Remove(tmp)
 		return nil, nil, fmt.Errorf("journal: create segment %s: %w", s.path, err)
 	}
 	return f, s, nil
 }
+
+// tempSuffix marks files being written; Open removes those a crash left.
+const tempSuffix = ".tmp"
 
 // syncDir makes the directory's entries (created, renamed files) durable.
 func syncDir(dir string) error {

@@ -77,6 +77,7 @@ type writer struct {
 	j     *Journal
 	f     *os.File // the active segment, opened for writing
 	seg   *segment
+	room  int64  // the size f was written to ahead (a spare); 0 if none
 	next  uint64 // Seq of the next record
 	buf   []byte
 	batch []*request
@@ -85,6 +86,11 @@ type writer struct {
 
 // maxBatchBytes bounds one write, and so the writer's buffer.
 const maxBatchBytes = 8 << 20
+
+// appendModeBytes is how much an active segment that grows as it is
+// written (no spare was ready) takes before a spare is made for it to move
+// to: enough that short-lived journals never write one.
+const appendModeBytes = 1 << 20
 
 func (w *writer) loop() {
 	defer close(w.j.writerDone)
@@ -117,7 +123,7 @@ func (w *writer) loop() {
 func (w *writer) commit(batch []*request) {
 	j := w.j
 	j.mu.Lock()
-	broken, used := j.broken, j.bytes
+	broken, used, spare := j.broken, j.bytes, j.spareReady
 	j.mu.Unlock()
 	if broken != nil {
 		for _, r := range batch {
@@ -125,12 +131,23 @@ func (w *writer) commit(batch []*request) {
 		}
 		return
 	}
+	if spare && w.room == 0 && w.seg.first != 0 {
+		// Appending to a file that grows: move to the spare now rather
+		// than when the segment is full.
+		if err := w.roll(); err != nil {
+			j.log.Warn("journal: starting a segment in the spare", "dir", j.dir, "err", err)
+		}
+	}
 	w.buf, w.group = w.buf[:0], w.group[:0]
 	rollAfter := false
 	for _, r := range batch {
 		need := int64(len(r.frames))
 		pending := int64(len(w.buf))
-		roll := w.seg.size+pending > segmentHeaderSize && w.seg.size+pending+need > j.opts.SegmentBytes
+		limit := j.opts.SegmentBytes
+		if w.room > 0 {
+			limit = min(limit, w.room) // a smaller recycled file
+		}
+		roll := w.seg.size+pending > segmentHeaderSize && w.seg.size+pending+need > limit
 		extra := need
 		if roll {
 			extra += segmentHeaderSize
@@ -223,7 +240,7 @@ func (w *writer) flush() int64 {
 			j.tail.push(rec)
 			for _, t := range rec.Targets {
 				if rd := j.byName[t]; rd != nil {
-					rd.added(rec.Size)
+					rd.added(rec.Seq, rec.Size)
 				}
 			}
 			j.appended++
@@ -234,6 +251,9 @@ func (w *writer) flush() int64 {
 	j.mu.Unlock()
 	for _, r := range group {
 		r.done <- nil
+	}
+	if s.size > j.opts.SegmentBytes/2 || (w.room == 0 && s.size > appendModeBytes) {
+		j.prepareSpare() // for the next roll
 	}
 	return n
 }
@@ -249,22 +269,68 @@ func (w *writer) fail(err error) {
 	w.j.log.Error("journal: appends stopped until restart", "dir", w.j.dir, "err", err)
 }
 
-// roll closes the active segment and begins the next.
+// roll closes the active segment and begins the next, from the spare when
+// there is one.
 func (w *writer) roll() error {
 	j := w.j
-	f, s, err := createSegment(j.dir, w.next)
+	if err := w.trim(); err != nil {
+		return err
+	}
+	f, s, room, err := w.create()
 	if err != nil {
 		return err
 	}
 	j.mu.Lock()
 	j.segs = append(j.segs, s)
 	j.bytes += s.size
+	j.prewritten = room > 0
 	j.mu.Unlock()
 	old := w.f
-	w.f, w.seg = f, s
+	w.f, w.seg, w.room = f, s, room
 	if err := old.Close(); err != nil {
 		j.log.Warn("journal: closing a full segment", "dir", j.dir, "err", err)
 	}
 	j.markDirty() // the old segment may already be deletable
+	return nil
+}
+
+// create makes the next segment, from the spare if there is one, and
+// returns the size the spare was written to (0 without one).
+func (w *writer) create() (*os.File, *segment, int64, error) {
+	j := w.j
+	if spare := j.takeSpare(); spare != "" {
+		f, s, err := createSegment(j.dir, w.next, spare)
+		if err == nil {
+			fi, err := f.Stat()
+			if err == nil {
+				j.log.Debug("journal: began a segment in the spare", "file", s.path, "bytes", fi.Size())
+				return f, s, fi.Size(), nil
+			}
+			f.Close()
+			return nil, nil, 0, fmt.Errorf("journal: %w", err)
+		}
+		j.log.Warn("journal: using the spare segment", "dir", j.dir, "err", err)
+	}
+	f, s, err := createSegment(j.dir, w.next, "")
+	return f, s, 0, err
+}
+
+// trim cuts the active segment's file to its records, when it was written
+// to a larger size ahead (a spare): the file a roll or Close leaves ends
+// with its last record.
+func (w *writer) trim() error {
+	fi, err := w.f.Stat()
+	if err != nil {
+		return fmt.Errorf("journal: %w", err)
+	}
+	if fi.Size() <= w.seg.size {
+		return nil
+	}
+	if err := w.f.Truncate(w.seg.size); err != nil {
+		return fmt.Errorf("journal: truncate %s: %w", w.seg.path, err)
+	}
+	if err := fdatasync(w.f); err != nil {
+		return fmt.Errorf("journal: truncate %s: %w", w.seg.path, err)
+	}
 	return nil
 }

@@ -534,6 +534,7 @@ func testReopen(t *testing.T, h Harness) {
 		t.Skip("not durable")
 	}
 	q := h.Open(t, 0)
+	t.Cleanup(func() { q.Close() })
 	rs, err := q.Open([]string{"a", "b"})
 	if err != nil {
 		t.Fatal(err)
@@ -592,6 +593,7 @@ func testReopenNewReader(t *testing.T, h Harness) {
 		t.Skip("not durable")
 	}
 	q := h.Open(t, 0)
+	t.Cleanup(func() { q.Close() })
 	if _, err := q.Open([]string{"a"}); err != nil {
 		t.Fatal(err)
 	}
