@@ -117,7 +117,7 @@ func newLane(m *Manager, in Integration, d Delivery) *lane {
 func (l *lane) start() {
 	l.wg.Go(l.init)
 	l.wg.Go(l.feed)
-	if l.batcher != nil {
+	if l.batches() {
 		l.batchIn = make(chan []*item)
 		l.batchSend = make(chan []*item)
 		l.wg.Go(l.collect)
@@ -224,18 +224,18 @@ func (l *lane) feed() {
 			it := &item{rec: r}
 			items[i] = it
 			l.held[r.Seq] = it
-			l.heldBytes += int64(r.Size)
+			l.heldBytes += heldSize(r)
 			if r.Redelivered {
 				l.redelivered.Add(1)
 			}
 		}
-		if l.batcher == nil {
+		if !l.batches() {
 			for _, it := range items {
 				l.dispatchLocked(it)
 			}
 		}
 		l.mu.Unlock()
-		if l.batcher != nil {
+		if l.batches() {
 			select {
 			case l.batchIn <- items:
 			case <-l.stop:
@@ -244,6 +244,11 @@ func (l *lane) feed() {
 		}
 	}
 }
+
+// batches reports whether the lane collects batches: for a Batcher whose
+// batches may hold more than one event. A Batcher of one event at a time
+// is fed like a per-call integration, in per-user order.
+func (l *lane) batches() bool { return l.batcher != nil && l.d.Batch.MaxEvents > 1 }
 
 // readChunk bounds one read, so that the byte window is passed by at most a
 // chunk of events.
@@ -266,6 +271,12 @@ func (l *lane) waitRoom(ctx context.Context) int {
 			return 0
 		}
 	}
+}
+
+// heldSize is what a record costs the lane's window: the memory its event
+// holds, as spec counts it, which a durable queue's Size (its JSON) is not.
+func heldSize(r queue.Record) int64 {
+	return int64(max(r.Size, r.Event.Fields().Size()))
 }
 
 // userKey is the key of an event's user for per-user order.
@@ -297,9 +308,16 @@ func (l *lane) dispatchLocked(it *item) {
 // deliverNext makes one attempt at u's oldest event.
 func (l *lane) deliverNext(u *userQ) {
 	l.mu.Lock()
+	if len(u.items) == 0 {
+		l.mu.Unlock()
+		return
+	}
 	it := u.items[0]
 	l.mu.Unlock()
 	if err := l.unusable(); err != nil {
+		if l.m.durable {
+			return // Shutdown's deadline: it stays in the queue for the next start
+		}
 		l.settle(it, err)
 		l.advance(u)
 		return
@@ -308,7 +326,7 @@ func (l *lane) deliverNext(u *userQ) {
 		it.first = time.Now()
 	}
 	it.attempts++
-	err := l.call(func(ctx context.Context) error { return Deliver(ctx, l.in, it.rec.Event) })
+	err := l.call(func(ctx context.Context) error { return l.deliverOne(ctx, it.rec.Event) })
 	if err == nil {
 		l.settle(it, nil)
 		l.advance(u)
@@ -316,6 +334,9 @@ func (l *lane) deliverNext(u *userQ) {
 	}
 	wait, ok := l.retryWait(it, err)
 	if !ok {
+		if l.m.durable && l.ctx.Err() != nil {
+			return // cut off by Shutdown's deadline: it stays in the queue
+		}
 		l.settle(it, l.withCause(err))
 		l.advance(u)
 		return
@@ -324,6 +345,16 @@ func (l *lane) deliverNext(u *userQ) {
 	l.m.log.Debug("opentrack: retrying", slog.String("integration", l.name), slog.Int("attempt", it.attempts),
 		slog.Duration("wait", wait), slog.Any("error", err))
 	l.after(wait, func() { l.requeue(u) })
+}
+
+// deliverOne hands one event to the integration: by its per-call method, or
+// as a batch of one to a Batcher whose batches hold one event (which keeps
+// per-user order, as per-call delivery does).
+func (l *lane) deliverOne(ctx context.Context, e spec.Event) error {
+	if l.batcher != nil {
+		return l.batchOutcome(l.batcher.Batch(ctx, []spec.Event{e}), 1)(0)
+	}
+	return Deliver(ctx, l.in, e)
 }
 
 // advance drops u's delivered or failed head and queues u again if it has
@@ -348,28 +379,32 @@ func (l *lane) requeue(u *userQ) {
 	l.work <- u
 }
 
-// after runs fn after d on a timer the lane can stop. When the lane is
-// cancelled first, fn runs at once, so that the waiting events are settled.
+// after runs fn after d on a timer that stopTimers can stop.
 func (l *lane) after(d time.Duration, fn func()) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var t *time.Timer
 	t = time.AfterFunc(d, func() {
 		l.mu.Lock()
+		_, waiting := l.timers[t]
 		delete(l.timers, t)
 		l.mu.Unlock()
-		fn()
+		if waiting {
+			fn()
+		}
 	})
 	l.timers[t] = true
 }
 
-// hurryTimers fires every pending retry wait now; used once the lane is
-// cancelled, so that the events settle.
-func (l *lane) hurryTimers() {
+// stopTimers stops every retry wait; used once Shutdown has given up on
+// delivery. The events they held stay held: failPending reports them, or a
+// durable queue keeps them.
+func (l *lane) stopTimers() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for t := range l.timers {
-		t.Reset(0)
+		t.Stop()
+		delete(l.timers, t)
 	}
 }
 
@@ -383,17 +418,15 @@ func (l *lane) settle(it *item, err error) {
 	if err != nil {
 		l.m.report(l, it, err)
 	}
-	l.m.stats.RLock()
 	if err == nil {
 		l.delivered.Add(1)
 	} else {
 		l.failed.Add(1)
 	}
 	l.reader.Settle(it.rec.Seq)
-	l.m.stats.RUnlock()
 	l.mu.Lock()
 	delete(l.held, it.rec.Seq)
-	l.heldBytes -= int64(it.rec.Size)
+	l.heldBytes -= heldSize(it.rec)
 	close(l.moved)
 	l.moved = make(chan struct{})
 	l.mu.Unlock()
@@ -432,7 +465,7 @@ func (l *lane) drained() bool { return l.reader.Stats().Unsettled == 0 }
 // flushUpTo asks the batch collector to send, without waiting for the
 // interval, every batch that holds a record with a Seq up to last.
 func (l *lane) flushUpTo(last uint64) {
-	if l.batcher == nil {
+	if !l.batches() {
 		return
 	}
 	for {
@@ -513,7 +546,7 @@ func (l *lane) failPending(err error) {
 			it := &item{rec: r}
 			l.mu.Lock()
 			l.held[r.Seq] = it
-			l.heldBytes += int64(r.Size)
+			l.heldBytes += heldSize(r)
 			l.mu.Unlock()
 			l.settle(it, err)
 		}
@@ -664,6 +697,9 @@ func (l *lane) collect() {
 // wait on a timer and go again as a batch of their own.
 func (l *lane) sendBatch(items []*item) {
 	if err := l.unusable(); err != nil {
+		if l.m.durable {
+			return // Shutdown's deadline: they stay in the queue for the next start
+		}
 		for _, it := range items {
 			l.settle(it, err)
 		}
@@ -693,6 +729,9 @@ func (l *lane) sendBatch(items []*item) {
 		}
 		wait, ok := l.retryWait(it, ierr)
 		if !ok {
+			if l.m.durable && l.ctx.Err() != nil {
+				continue // cut off by Shutdown's deadline: it stays in the queue
+			}
 			l.settle(it, l.withCause(ierr))
 			continue
 		}

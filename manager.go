@@ -39,23 +39,79 @@ type Manager struct {
 	unrouted  atomic.Uint64
 	lastSeq   atomic.Uint64 // the highest Seq appended
 
-	// stats makes a Stats snapshot consistent: Enqueue (append and count)
-	// and settling (count and settle) hold it for reading, Stats for
-	// writing.
-	stats sync.RWMutex
+	// flights are the messageIds of events being appended: a duplicate
+	// that arrives meanwhile waits for the original's outcome instead of
+	// being taken for an accepted replay.
+	flightMu sync.Mutex
+	flights  map[string]*flight
 
-	// intake guards closed: Enqueue holds it for reading, Shutdown for
-	// writing when it stops intake.
+	// intake lets Shutdown wait for the Enqueues in progress: Enqueue
+	// holds it for reading, Shutdown takes it for writing once closed is
+	// set.
 	intake sync.RWMutex
-	closed bool
+	closed atomic.Bool
 
 	shutdownOnce sync.Once
 	shutdownErr  error
 
 	// hooks orders the integrations' Flush (from Manager.Flush) before
 	// Shutdown's Flush and Close, so nothing is called after Close.
-	hooks       sync.RWMutex
-	hooksClosed bool
+	hooks gate
+}
+
+// flight is the outcome of an Append that events are waiting on.
+type flight struct {
+	done chan struct{}
+	err  error
+}
+
+// gate lets calls in until it is closed, and lets its closer wait for the
+// calls inside, within a context.
+type gate struct {
+	mu     sync.Mutex
+	closed bool
+	active int
+	idle   chan struct{} // closed when active drops to 0 after close
+}
+
+// enter reports whether the gate is open, counting the caller in.
+func (g *gate) enter() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return false
+	}
+	g.active++
+	return true
+}
+
+func (g *gate) leave() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.active--
+	if g.active == 0 && g.idle != nil {
+		close(g.idle)
+		g.idle = nil
+	}
+}
+
+// close shuts the gate and waits for the calls inside, or for ctx.
+func (g *gate) close(ctx context.Context) error {
+	g.mu.Lock()
+	g.closed = true
+	if g.active == 0 {
+		g.mu.Unlock()
+		return nil
+	}
+	idle := make(chan struct{})
+	g.idle = idle
+	g.mu.Unlock()
+	select {
+	case <-idle:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // durableQueue is implemented by queues whose Append survives a crash. The
@@ -185,72 +241,140 @@ const maxIntegrations = 64
 func (m *Manager) Enqueue(ctx context.Context, events ...spec.Event) error {
 	m.intake.RLock()
 	defer m.intake.RUnlock()
-	if m.closed {
+	if m.closed.Load() {
 		return ErrClosed
 	}
 	if len(events) == 0 {
 		return nil
 	}
 	recs := make([]queue.Record, 0, len(events))
-	var dups []int
-	var ids []string // messageIds reserved in the dedup window, released if Append fails
+	var (
+		dups    []int
+		mine    []string  // messageIds this call is appending
+		waitFor []*flight // appends of the same messageIds in progress
+		routed  []spec.Event
+	)
 	for _, e := range events {
+		if e == nil {
+			return errors.New("opentrack: Enqueue of a nil event")
+		}
 		targets := m.route(e)
 		if len(targets) == 0 {
-			m.unrouted.Add(1)
+			routed = append(routed, nil)
 			continue
 		}
 		if id := e.Fields().MessageID; m.dedup != nil && id != "" {
-			// Added now, so that a concurrent request with the same id
-			// is a duplicate too; removed if the Append fails.
-			if !m.dedup.Add(id) {
+			dup, f := m.reserve(id)
+			if dup || f != nil {
+				if f != nil {
+					waitFor = append(waitFor, f)
+				}
 				m.countDup(e, &dups)
 				continue
 			}
-			ids = append(ids, id)
+			mine = append(mine, id)
 		}
 		recs = append(recs, queue.Record{Event: e, Targets: targets})
 	}
+	var err error
+	if len(recs) > 0 {
+		err = m.q.Append(ctx, recs)
+		m.land(mine, err)
+	}
+	if err == nil {
+		// An event is a duplicate only if the append it duplicates
+		// succeeded; otherwise this request fails as that one did, and
+		// the sender's retry brings the event again.
+		for _, f := range waitFor {
+			select {
+			case <-f.done:
+				err = f.err
+			case <-ctx.Done():
+				err = ctx.Err()
+			}
+			if err != nil {
+				break
+			}
+		}
+	}
+	if err != nil {
+		return m.enqueueError(err)
+	}
+	for _, r := range recs {
+		m.count(r.Event, r.Targets)
+	}
+	m.unrouted.Add(uint64(len(routed)))
 	for i, n := range dups {
 		if n > 0 {
 			m.lanes[i].deduplicated.Add(uint64(n))
 		}
 	}
-	if len(recs) == 0 {
-		return nil
-	}
-	m.stats.RLock()
-	err := m.q.Append(ctx, recs)
-	if err == nil {
-		for _, r := range recs {
-			m.count(r.Event, r.Targets)
-		}
-	}
-	m.stats.RUnlock()
-	if err != nil {
-		if m.dedup != nil {
-			m.dedup.Remove(ids...)
-		}
-		switch {
-		case err == queue.ErrFull: // the common case, without allocating
-			return errQueueFull
-		case errors.Is(err, queue.ErrFull):
-			return fmt.Errorf("%w: %w", ErrQueueFull, err)
-		case errors.Is(err, queue.ErrTooLarge):
-			return fmt.Errorf("%w: %w", ErrTooLarge, err)
-		case errors.Is(err, queue.ErrClosed):
-			return fmt.Errorf("%w: %w", ErrClosed, err)
-		}
-		return fmt.Errorf("opentrack: enqueue: %w", err)
-	}
-	last := recs[len(recs)-1].Seq
-	for {
-		old := m.lastSeq.Load()
-		if old >= last || m.lastSeq.CompareAndSwap(old, last) {
-			break
+	if len(recs) > 0 {
+		last := recs[len(recs)-1].Seq
+		for {
+			old := m.lastSeq.Load()
+			if old >= last || m.lastSeq.CompareAndSwap(old, last) {
+				break
+			}
 		}
 	}
 	return nil
+}
+
+// reserve looks id up: dup when it was accepted within the dedup window, a
+// flight when an append of it is in progress, and neither when it is new,
+// in which case it is now in flight for the caller, who must land it.
+func (m *Manager) reserve(id string) (dup bool, f *flight) {
+	m.flightMu.Lock()
+	defer m.flightMu.Unlock()
+	if f := m.flights[id]; f != nil {
+		return false, f
+	}
+	if m.dedup.Has(id) {
+		return true, nil
+	}
+	if m.flights == nil {
+		m.flights = make(map[string]*flight)
+	}
+	m.flights[id] = &flight{done: make(chan struct{})}
+	return false, nil
+}
+
+// land ends the flights of ids with the outcome of their append: accepted
+// ids enter the dedup window; waiting duplicates learn the outcome.
+func (m *Manager) land(ids []string, err error) {
+	if len(ids) == 0 {
+		return
+	}
+	m.flightMu.Lock()
+	defer m.flightMu.Unlock()
+	for _, id := range ids {
+		if err == nil {
+			m.dedup.Add(id)
+		}
+		if f := m.flights[id]; f != nil {
+			f.err = err
+			close(f.done)
+			delete(m.flights, id)
+		}
+	}
+}
+
+// enqueueError maps a queue's error to the Manager's.
+func (m *Manager) enqueueError(err error) error {
+	switch {
+	case err == queue.ErrFull: // the common case, without allocating
+		return errQueueFull
+	case errors.Is(err, ErrQueueFull), errors.Is(err, ErrTooLarge), errors.Is(err, ErrClosed):
+		return err
+	case errors.Is(err, queue.ErrFull):
+		return fmt.Errorf("%w: %w", ErrQueueFull, err)
+	case errors.Is(err, queue.ErrTooLarge):
+		return fmt.Errorf("%w: %w", ErrTooLarge, err)
+	case errors.Is(err, queue.ErrClosed):
+		return fmt.Errorf("%w: %w", ErrClosed, err)
+	}
+	return fmt.Errorf("opentrack: enqueue: %w", err)
 }
 
 // errQueueFull is what Enqueue returns for the queue's own ErrFull.
@@ -354,11 +478,10 @@ func (m *Manager) Flush(ctx context.Context) error {
 			return err
 		}
 	}
-	m.hooks.RLock()
-	defer m.hooks.RUnlock()
-	if m.hooksClosed {
+	if !m.hooks.enter() {
 		return ErrClosed
 	}
+	defer m.hooks.leave()
 	var errs []error
 	for _, l := range m.lanes {
 		if f, ok := l.in.(Flusher); ok {
@@ -390,9 +513,10 @@ func (m *Manager) Shutdown(ctx context.Context) error {
 }
 
 func (m *Manager) shutdown(ctx context.Context) error {
+	m.closed.Store(true)
+	// Wait for the Enqueues in progress: what they append is delivered too.
 	m.intake.Lock()
-	m.closed = true
-	m.intake.Unlock()
+	m.intake.Unlock() //nolint:staticcheck // an empty critical section: a barrier
 
 	var errs []error
 	drained := make(chan struct{})
@@ -408,11 +532,16 @@ func (m *Manager) shutdown(ctx context.Context) error {
 	}
 	if ctx.Err() != nil {
 		errs = append(errs, ctx.Err())
-		// Cancel calls in flight and retry waits; workers then settle
-		// what they hold without calling the integration again.
+		// Cancel calls in flight and retry waits; with the memory queue
+		// what they hold is reported below, with a durable one it stays.
 		for _, l := range m.lanes {
 			l.cancel(fmt.Errorf("%w before delivery: %w", ErrClosed, context.Cause(ctx)))
-			l.hurryTimers()
+			l.stopTimers()
+		}
+	} else {
+		// Delivered: what may still run is an Init that never succeeded.
+		for _, l := range m.lanes {
+			l.cancel(ErrClosed)
 		}
 	}
 	for _, l := range m.lanes {
@@ -427,8 +556,12 @@ func (m *Manager) shutdown(ctx context.Context) error {
 	}()
 	select {
 	case <-stopped:
-	case <-time.After(closeGrace):
-		m.log.Error("opentrack: integration calls still running after the shutdown deadline; Close may run alongside them")
+	case <-ctx.Done():
+		select {
+		case <-stopped:
+		case <-time.After(closeGrace):
+			m.log.Error("opentrack: integration calls still running after the shutdown deadline; Close may run alongside them")
+		}
 	}
 	if ctx.Err() != nil {
 		for _, l := range m.lanes {
@@ -444,14 +577,14 @@ func (m *Manager) shutdown(ctx context.Context) error {
 		}
 	}
 
-	m.hooks.Lock()
-	m.hooksClosed = true
-	m.hooks.Unlock()
 	cctx := ctx
 	if ctx.Err() != nil {
 		var cancel context.CancelFunc
 		cctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), closeGrace)
 		defer cancel()
+	}
+	if err := m.hooks.close(cctx); err != nil {
+		m.log.Error("opentrack: an integration's Flush, called by Manager.Flush, is still running; closing anyway", slog.Any("error", err))
 	}
 	for _, l := range m.lanes {
 		if f, ok := l.in.(Flusher); ok {
@@ -476,11 +609,12 @@ func (m *Manager) shutdown(ctx context.Context) error {
 const closeGrace = 5 * time.Second
 
 // Stats returns the delivery counters of every integration, in the order of
-// Options.Integrations. The snapshot is consistent: with the memory queue,
-// Accepted = Delivered + Failed + Queued for each integration.
+// Options.Integrations. It reads them without stopping the collector, so
+// under load a snapshot may be off by the events moving at that instant; at
+// rest (after Flush), with the memory queue, Accepted = Delivered + Failed +
+// Queued for each integration. With a durable queue, Queued also counts the
+// events found in the queue at start.
 func (m *Manager) Stats() []Stats {
-	m.stats.Lock()
-	defer m.stats.Unlock()
 	out := make([]Stats, 0, len(m.lanes))
 	now := time.Now()
 	for _, l := range m.lanes {
@@ -494,11 +628,7 @@ func (m *Manager) Stats() []Stats {
 func (m *Manager) Unrouted() uint64 { return m.unrouted.Load() }
 
 // Closed reports whether Shutdown has been called.
-func (m *Manager) Closed() bool {
-	m.intake.RLock()
-	defer m.intake.RUnlock()
-	return m.closed
-}
+func (m *Manager) Closed() bool { return m.closed.Load() }
 
 // report counts, logs and hands to OnFailure an event given up on. A
 // panicking OnFailure is recovered and logged, so one bad dead-letter sink
