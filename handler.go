@@ -336,7 +336,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	receivedAt := h.now().UTC()
 
-	c, status, answer := h.decode(buf.Bytes(), typ)
+	c, status, answer := h.decode(buf.Bytes(), typ, hasHeaderKey)
 	if !hasHeaderKey && h.keyed && (c == nil || !h.keyValid(c.bodyKey)) {
 		writeError(w, http.StatusUnauthorized, "Invalid write key")
 		return
@@ -387,7 +387,7 @@ type call struct {
 // is refused as a whole: invalid JSON, an invalid single event, a batch
 // with no valid event. c is returned whenever the body key could be read,
 // even when the request is refused, so that auth is checked first.
-func (h *Handler) decode(body []byte, typ spec.Type) (c *call, status int, answer any) {
+func (h *Handler) decode(body []byte, typ spec.Type, keyChecked bool) (c *call, status int, answer any) {
 	if typ != "" {
 		e, err := spec.Decode(body, typ)
 		if e != nil {
@@ -405,6 +405,9 @@ func (h *Handler) decode(body []byte, typ spec.Type) (c *call, status int, answe
 	b, err := spec.DecodeBatch(body)
 	if b != nil {
 		c = &call{bodyKey: b.WriteKey}
+		if !keyChecked && h.keyed && !h.keyValid(b.WriteKey) {
+			return c, 0, nil // refused by the caller before any item is decoded
+		}
 	}
 	if err != nil {
 		return c, http.StatusBadRequest, h.invalid(err)
@@ -420,6 +423,9 @@ func (h *Handler) decode(body []byte, typ spec.Type) (c *call, status int, answe
 	// and the whole batch when its events together are.
 	maxMerged := max(spec.MaxMergedBatchBytes, 4*h.maxBatchBytes)
 	merged := 0
+	// What the decoded events hold in memory is bounded too: each by
+	// spec.MaxEventMemory, all of them by a multiple of the body's limit.
+	maxHeld, held := 16*h.maxBatchBytes, 0
 	c.events = make([]spec.Event, 0, len(b.Items))
 	for i, raw := range b.Items {
 		if len(raw) > h.maxEventBytes {
@@ -435,6 +441,9 @@ func (h *Handler) decode(body []byte, typ spec.Type) (c *call, status int, answe
 			}
 			if merged += n; merged > maxMerged {
 				return c, http.StatusRequestEntityTooLarge, errorBody{Error: fmt.Sprintf("Batch too large: its events hold over %d bytes with the batch-level context and integrations applied to each; send fewer events at a time", maxMerged)}
+			}
+			if held += e.Fields().Size(); held > maxHeld {
+				return c, http.StatusRequestEntityTooLarge, errorBody{Error: fmt.Sprintf("Batch too large: its events would hold over %d bytes of memory once decoded; send fewer events at a time", maxHeld)}
 			}
 			b.Merge(e)
 			err = e.Validate()

@@ -167,3 +167,33 @@ func TestStatsAddUp(t *testing.T) {
 		t.Errorf("at rest: %+v; want 12000 accepted = delivered + failed (1200) + queued", s)
 	}
 }
+
+// TestCostlyBatchesAreCutShort: a small gzip body whose items decode into
+// far more memory than their bytes is refused before most of it is
+// decoded, and a wrong write key is refused before any item is.
+func TestCostlyBatchesAreCutShort(t *testing.T) {
+	c := newCollector(t, &opentrack.HandlerOptions{WriteKeys: []string{"k"}}, opentrack.Options{})
+	item := `{"type":"track","userId":"u","event":"E","properties":{"l":[` + strings.TrimSuffix(strings.Repeat(`{},`, 1500), ",") + `]}}`
+	body := `{"batch":[` + strings.TrimSuffix(strings.Repeat(item+",", 110), ",") + `]}`
+	if len(body) > 500<<10 {
+		t.Fatalf("body of %d bytes", len(body))
+	}
+	gz := map[string]string{"Content-Encoding": "gzip", "Authorization": basic("k")}
+	zipped := gzipped(t, body)
+	measure := func(h map[string]string) (answer, uint64) {
+		var ms0, ms1 runtime.MemStats
+		runtime.ReadMemStats(&ms0)
+		a := c.do(t, "POST", "/batch", zipped, h)
+		runtime.ReadMemStats(&ms1)
+		return a, ms1.TotalAlloc - ms0.TotalAlloc
+	}
+	a, alloc := measure(gz)
+	if a.status != 413 || alloc > 40*uint64(len(body)) {
+		t.Errorf("%d-byte gzip of a %d KB batch: %d, allocated %d MB; want 413 within 40x the body", len(zipped), len(body)>>10, a.status, alloc>>20)
+	}
+	delete(gz, "Authorization")
+	a, alloc = measure(gz) // no key in the body either
+	if a.status != 401 || alloc > 4*uint64(len(body)) {
+		t.Errorf("without a key: %d, allocated %d KB; want 401 before the items are decoded", a.status, alloc>>10)
+	}
+}

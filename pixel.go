@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"unicode/utf8"
 
 	"github.com/opentrackhq/opentrack/spec"
 )
@@ -89,6 +90,22 @@ func (h *Handler) PixelStats() PixelStats {
 	}
 }
 
+// maxUserAgent bounds the User-Agent the pixel records as
+// context.userAgent: request headers may be far larger than an event may
+// be, and real user agents are a few hundred bytes.
+const maxUserAgent = 1 << 10
+
+// truncateUTF8 cuts s to at most n bytes, on a character boundary.
+func truncateUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
+
 // servePixel answers Segment's tracking pixel (see [PixelStats]): always 200
 // with the GIF, since an image cannot show an error; errors are counted
 // and logged instead.
@@ -146,6 +163,7 @@ func (h *Handler) pixelCall(r *http.Request, typ spec.Type) {
 	f.WriteKey = ""
 	spec.Enrich(e, h.now().UTC(), h.clientIP(r))
 	if ua := r.Header.Get("User-Agent"); ua != "" {
+		ua = truncateUTF8(ua, maxUserAgent)
 		if f.Context == nil {
 			f.Context = make(map[string]any, 1)
 		}

@@ -71,6 +71,15 @@ func (h *Handler) serveSettings(w http.ResponseWriter, r *http.Request, writeKey
 	hdr := w.Header()
 	hdr.Set("Content-Type", "application/json")
 	hdr.Set("Cache-Control", settingsCacheControl)
+	if h.get.public == nil {
+		// apiHost comes from the request: a shared cache must keep one
+		// copy per host (and per forwarded address, when trusted).
+		vary := "Origin, Host"
+		if h.get.trustFwd {
+			vary += ", Forwarded, X-Forwarded-Host, X-Forwarded-Proto, X-Forwarded-Prefix"
+		}
+		hdr.Set("Vary", vary)
+	}
 	hdr.Set("ETag", `"`+hex.EncodeToString(sum[:16])+`"`)
 	// ServeContent answers If-None-Match with 304 (and HEAD, and ranges).
 	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(body))

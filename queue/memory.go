@@ -249,9 +249,11 @@ func (r *memReader) Settle(seqs ...uint64) {
 		if i == r.read || r.pending[i].rec.Seq != seq || r.pending[i].settled {
 			continue // not handed out, or settled before
 		}
-		r.pending[i].settled = true
-		r.settledInPending++
 		r.bytes -= int64(r.pending[i].rec.Size)
+		// Keep only the Seq: the event goes now, even while an older
+		// record is unsettled.
+		r.pending[i] = entry{rec: Record{Seq: seq}, settled: true}
+		r.settledInPending++
 	}
 	// Drop the settled prefix.
 	k := 0
@@ -259,10 +261,26 @@ func (r *memReader) Settle(seqs ...uint64) {
 		k++
 	}
 	if k > 0 {
-		clear(r.pending[:k]) // let the events go
+		clear(r.pending[:k])
 		r.pending = r.pending[k:]
 		r.read -= k
 		r.settledInPending -= k
+	}
+	// Settled records behind an unsettled one (a retry waiting for an
+	// hour) cost an entry each; compact once they are most of the list.
+	if r.settledInPending > 1024 && r.settledInPending > len(r.pending)/2 {
+		kept := r.pending[:0:0]
+		read := 0
+		for i, e := range r.pending {
+			if e.settled {
+				continue
+			}
+			if i < r.read {
+				read++
+			}
+			kept = append(kept, e)
+		}
+		r.pending, r.read, r.settledInPending = kept, read, 0
 	}
 }
 

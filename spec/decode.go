@@ -30,6 +30,12 @@ var ErrNotObject = errors.New("spec: body is not a JSON object")
 // call the event's Validate method for the call's rules.
 // Malformed JSON yields an error wrapping [ErrNotObject] or the json error.
 func Decode(data []byte, typ Type) (Event, error) {
+	return decode(data, typ, MaxEventMemory)
+}
+
+// decode is Decode with the memory bound as a parameter, for tests that
+// measure events past it.
+func decode(data []byte, typ Type, maxMemory int) (Event, error) {
 	data = bytes.Trim(data, jsonSpace)
 	if len(data) == 0 || data[0] != '{' {
 		return nil, ErrNotObject
@@ -38,9 +44,11 @@ func Decode(data []byte, typ Type) (Event, error) {
 	sc := scanObject(data, 1, "", buf[:0])
 	var fields map[string]any
 	var err error
-	if sc.depth != nil {
-		// Decode the members that are not too deep, one by one, so that
-		// the caller can still read type and writeKey.
+	tooCostly := sc.mem > maxMemory
+	if sc.depth != nil || tooCostly {
+		// Decode only the members that are cheap to decode, one by one,
+		// so that the caller can still read type, writeKey and the ids,
+		// without paying for the rest.
 		if !json.Valid(data) {
 			_, err = objectFields(data)
 			return nil, err
@@ -51,6 +59,10 @@ func Decode(data []byte, typ Type) (Event, error) {
 	}
 	e, d := fromFields(fields, typ, sc.members)
 	d.errs = append(d.errs, sc.fail()...)
+	if tooCostly && sc.depth == nil {
+		d.errs = append(d.errs, FieldError{Rule: "size", Message: fmt.Sprintf(
+			"would hold about %d bytes of memory once decoded; the limit is %d", sc.mem, maxMemory)})
+	}
 	if e != nil {
 		c := e.Fields()
 		c.size = len(data)
@@ -60,11 +72,22 @@ func Decode(data []byte, typ Type) (Event, error) {
 }
 
 // shallowFields decodes the members that are not too deep.
+// shallowMemberMemory bounds what shallowFields decodes of one member.
+const shallowMemberMemory = 4 << 10
+
+// MaxEventMemory bounds the memory one decoded event may hold, as
+// [Common.Size] counts it: 16 times the 32 KB an event may take as JSON.
+// Real SDK events hold 10 to 20 times their JSON size at most; an event
+// built to hold more (thousands of empty objects, say) is refused with the
+// rule "size" before it is decoded, so that decoding costs memory in
+// proportion to the request.
+const MaxEventMemory = 16 * 32 << 10
+
 func shallowFields(members []member) map[string]any {
 	fields := make(map[string]any, len(members))
 	var d decoder
 	for _, m := range members {
-		if m.deep {
+		if m.deep || m.mem > shallowMemberMemory {
 			continue
 		}
 		if v, ok := d.rawValue(m.value, ""); ok {
@@ -720,6 +743,11 @@ func parseTime(s string) (time.Time, error) {
 			// time.Time.MarshalJSON refuses to write.
 			if _, off := t.Zone(); off <= -24*60*60 || off >= 24*60*60 {
 				return time.Time{}, fmt.Errorf("spec: parsing time %q: time zone offset out of range", s)
+			}
+			// Warehouses (BigQuery's TIMESTAMP) and RFC 3339 writers in UTC
+			// take the years 1 to 9999 only.
+			if y := t.UTC().Year(); y < 1 || y > 9999 {
+				return time.Time{}, fmt.Errorf("spec: parsing time %q: outside the years 0001 to 9999 in UTC", s)
 			}
 			return t, nil
 		}

@@ -130,10 +130,10 @@ func TestEnrichTimestamps(t *testing.T) {
 			wantOriginalTimestamp: "2024-01-02T10:00:05Z",
 		},
 		{
-			// Year 0 minus 2026 overflows a time.Duration; it must not
+			// Year 1 minus 2026 overflows a time.Duration; it must not
 			// produce a timestamp centuries away.
-			name:                  "sentAt in year 0: no correction, no overflow",
-			body:                  `{"timestamp":"2026-01-02T10:00:00Z","sentAt":"0000-01-01T00:00:00+01:00"}`,
+			name:                  "sentAt in year 1: no correction, no overflow",
+			body:                  `{"timestamp":"2026-01-02T10:00:00Z","sentAt":"0001-01-02T00:00:00+01:00"}`,
 			wantTimestamp:         "2026-01-02T10:00:00Z",
 			wantOriginalTimestamp: "2026-01-02T10:00:00Z",
 		},

@@ -489,3 +489,18 @@ func TestTextOutsideIDs(t *testing.T) {
 		t.Errorf("batch context: %d %q, want 400 %q", b.status, b.fields, want)
 	}
 }
+
+// TestTimesOutsideTheWarehouseRange: instants whose UTC year is outside
+// 1..9999 are refused at the door, since sinks cannot store them.
+func TestTimesOutsideTheWarehouseRange(t *testing.T) {
+	for _, ts := range []string{"0000-06-01T00:00:00Z", "0001-01-01T00:30:00+01:00", "9999-12-31T23:00:00-05:00"} {
+		_, err := Decode([]byte(`{"type":"track","userId":"u","event":"E","timestamp":"`+ts+`"}`), "")
+		var ve *ValidationError
+		if !errors.As(err, &ve) || ve.Fields[0].Field != "timestamp" {
+			t.Errorf("timestamp %s: %v, want a ValidationError on timestamp", ts, err)
+		}
+	}
+	if _, err := Decode([]byte(`{"type":"track","userId":"u","event":"E","timestamp":"0001-01-01T00:30:00Z"}`), ""); err != nil {
+		t.Errorf("year 1 in UTC: %v", err)
+	}
+}

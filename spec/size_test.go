@@ -2,7 +2,9 @@ package spec
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"math"
 	"runtime"
 	"strings"
 	"testing"
@@ -19,7 +21,7 @@ func heapPerEvent(t *testing.T, data []byte, n int) (int, Event) {
 	runtime.GC()
 	runtime.ReadMemStats(&before)
 	for i := range events {
-		e, err := Decode(data, "")
+		e, err := decode(data, "", math.MaxInt)
 		if err != nil {
 			t.Fatalf("Decode: %v", err)
 		}
@@ -104,6 +106,44 @@ func TestSizeBoundsHeap(t *testing.T) {
 	}
 	for _, name := range testdataEvents(t) {
 		check(name, readTestdata(t, name), 2000, 1.5)
+	}
+}
+
+// TestDecodeRefusesEventsTooCostly: an event that would hold more than
+// MaxEventMemory once decoded is refused, with the rule "size", before it
+// is decoded (allocating a small part of what it would hold); real SDK
+// payloads are far below the bound.
+func TestDecodeRefusesEventsTooCostly(t *testing.T) {
+	refused := 0
+	for name, body := range adversarialShapes() {
+		e, err := decode([]byte(body), "", math.MaxInt)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if e.Fields().Size() <= MaxEventMemory {
+			continue
+		}
+		refused++
+		allocs := testing.AllocsPerRun(3, func() { _, _ = Decode([]byte(body), "") })
+		_, err = Decode([]byte(body), "")
+		var ve *ValidationError
+		if !errors.As(err, &ve) || ve.Fields[len(ve.Fields)-1].Rule != "size" {
+			t.Errorf("%s (Size %d): %v, want a size error", name, e.Fields().Size(), err)
+		}
+		if allocs > 100 {
+			t.Errorf("%s: refusing it took %.0f allocations; it must not be decoded", name, allocs)
+		}
+	}
+	if refused == 0 {
+		t.Fatal("no adversarial shape passes MaxEventMemory; the test checks nothing")
+	}
+	for _, name := range testdataEvents(t) {
+		if _, err := Decode(readTestdata(t, name), ""); err != nil {
+			var ve *ValidationError
+			if errors.As(err, &ve) && ve.Fields[len(ve.Fields)-1].Rule == "size" {
+				t.Errorf("%s refused for its size", name)
+			}
+		}
 	}
 }
 

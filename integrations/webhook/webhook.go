@@ -188,7 +188,14 @@ func New(rawURL string, opts *Options) (*Integration, error) {
 	}
 	u, err := url.Parse(strings.TrimSpace(rawURL))
 	if err != nil {
-		return nil, &opentrack.ConfigError{Field: "webhook.URL", Reason: err.Error()}
+		// url.Parse's error quotes the URL, credentials included: say
+		// what is wrong without it.
+		reason := "does not parse as a URL"
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			reason += ": " + ue.Err.Error()
+		}
+		return nil, &opentrack.ConfigError{Field: "webhook.URL", Reason: reason}
 	}
 	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, &opentrack.ConfigError{Field: "webhook.URL", Reason: fmt.Sprintf("%q is not an absolute http or https URL", u.Redacted())}

@@ -675,3 +675,12 @@ func TestCancelledDuringBatch(t *testing.T) {
 		t.Errorf("%d events accepted, want the first request's 2", n)
 	}
 }
+
+// TestURLErrorHidesCredentials: a URL that does not parse is refused
+// without quoting it, since it may carry a password.
+func TestURLErrorHidesCredentials(t *testing.T) {
+	_, err := webhook.New("https://user:s3cret@exa mple.com/%zz", nil)
+	if err == nil || strings.Contains(err.Error(), "s3cret") {
+		t.Errorf("New = %v; want an error without the password", err)
+	}
+}

@@ -45,9 +45,10 @@ func (e *StatusError) Error() string {
 }
 
 // Retryable reports whether an answer with this status is worth sending again:
-// 408, 429 and every 5xx.
+// 408, 429 and every 5xx but 501 (Not Implemented will not change).
 func Retryable(status int) bool {
-	return status == http.StatusRequestTimeout || status == http.StatusTooManyRequests || status >= 500
+	return status == http.StatusRequestTimeout || status == http.StatusTooManyRequests ||
+		status >= 500 && status != http.StatusNotImplemented
 }
 
 // Classify returns the error the Manager acts on for an answer of status with

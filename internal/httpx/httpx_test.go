@@ -43,7 +43,7 @@ func TestClassify(t *testing.T) {
 		{200, nil, "", 0}, {204, nil, "", 0},
 		{400, nil, "permanent", 0}, {401, nil, "permanent", 0}, {404, nil, "permanent", 0}, {413, nil, "permanent", 0},
 		{408, nil, "retry", 0}, {429, h, "retry", 30 * time.Second}, {500, nil, "retry", 0}, {503, h, "retry", 30 * time.Second},
-		{301, nil, "permanent", 0},
+		{301, nil, "permanent", 0}, {501, nil, "permanent", 0},
 	}
 	for _, tt := range tests {
 		err := Classify("test", tt.status, tt.header, []byte(" body "))

@@ -6,6 +6,7 @@
 package retry
 
 import (
+	"math"
 	"math/rand/v2"
 	"time"
 )
@@ -27,7 +28,10 @@ type Policy struct {
 // random wait between half and all of Initial·2ⁿ⁻¹, capped at Max, and at
 // least throttle (a destination's Retry-After), which Max does not cap.
 func (p Policy) Backoff(attempts int, throttle time.Duration) time.Duration {
-	ceil := p.Initial << min(max(attempts-1, 0), 30)
+	ceil := p.Initial
+	for i := 1; i < attempts && ceil < p.Max && ceil < math.MaxInt64/2; i++ {
+		ceil *= 2 // doubling that saturates rather than wraps
+	}
 	if ceil <= 0 || (p.Max > 0 && ceil > p.Max) {
 		ceil = p.Max
 	}

@@ -60,3 +60,14 @@ func TestNextBounds(t *testing.T) {
 		t.Errorf("unbounded policy: %v, %v", w, ok)
 	}
 }
+
+// TestBackoffDoesNotWrap: a large initial wait doubles up to Max and stays
+// there, however many attempts.
+func TestBackoffDoesNotWrap(t *testing.T) {
+	p := Policy{Initial: 1<<34 + 1, Max: 4 * time.Hour}
+	for _, attempts := range []int{20, 31, 40, 1000} {
+		if w := p.Backoff(attempts, 0); w < 2*time.Hour {
+			t.Errorf("Backoff(%d) = %v, want between 2h and 4h", attempts, w)
+		}
+	}
+}
