@@ -70,6 +70,30 @@ type lane struct {
 	flushTo atomic.Uint64
 
 	accepted, delivered, retried, failed, deduplicated, panics, redelivered atomic.Uint64
+
+	// retryLog rate-limits the warning that deliveries are being retried:
+	// the unix nanoseconds of the last one, and the retries since.
+	retryLog      atomic.Int64
+	retriesUnsaid atomic.Int64
+}
+
+// retryWarnEvery is how often, at most, a lane warns that it retries.
+const retryWarnEvery = 30 * time.Second
+
+// noteRetry counts retries and warns about them at most every
+// retryWarnEvery, with the last error, so that an outage shows in the logs
+// without a line per event.
+func (l *lane) noteRetry(n int, wait time.Duration, err error) {
+	l.retried.Add(uint64(n))
+	unsaid := l.retriesUnsaid.Add(int64(n))
+	now := time.Now().UnixNano()
+	last := l.retryLog.Load()
+	if now-last < int64(retryWarnEvery) || !l.retryLog.CompareAndSwap(last, now) {
+		return
+	}
+	l.retriesUnsaid.Add(-unsaid)
+	l.m.log.Warn("opentrack: deliveries failing, retrying", slog.String("integration", l.name),
+		slog.Int64("retries", unsaid), slog.Duration("nextWait", wait), slog.Any("lastError", err))
 }
 
 // item is a record held by the lane.
@@ -341,9 +365,7 @@ func (l *lane) deliverNext(u *userQ) {
 		l.advance(u)
 		return
 	}
-	l.retried.Add(1)
-	l.m.log.Debug("opentrack: retrying", slog.String("integration", l.name), slog.Int("attempt", it.attempts),
-		slog.Duration("wait", wait), slog.Any("error", err))
+	l.noteRetry(1, wait, err)
 	l.after(wait, func() { l.requeue(u) })
 }
 
@@ -743,9 +765,7 @@ func (l *lane) sendBatch(items []*item) {
 	if len(again) == 0 {
 		return
 	}
-	l.retried.Add(uint64(len(again)))
-	l.m.log.Debug("opentrack: retrying batch", slog.String("integration", l.name), slog.Int("events", len(again)),
-		slog.Duration("wait", longest), slog.Any("error", retryErr))
+	l.noteRetry(len(again), longest, retryErr)
 	l.after(longest, func() {
 		select {
 		case l.batchSend <- again:

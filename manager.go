@@ -114,19 +114,6 @@ func (g *gate) close(ctx context.Context) error {
 	}
 }
 
-// durableQueue is implemented by queues whose Append survives a crash. The
-// Manager then leaves undelivered events in the queue at Shutdown instead of
-// reporting them, and retries for hours by default.
-type durableQueue interface {
-	Durable() bool
-}
-
-// recentIDs is implemented by durable queues that can list the messageIds of
-// their newest records, to rebuild the dedup window after a restart.
-type recentIDs interface {
-	RecentMessageIDs(n int) ([]string, error)
-}
-
 // New returns a Manager delivering to opts.Integrations and starts their
 // workers. It returns a [*ConfigError] for an invalid option, a nil
 // integration (typed nils included, such as a nil *jsonl.Integration) or a
@@ -145,7 +132,7 @@ func New(opts Options) (*Manager, error) {
 	if m.log == nil {
 		m.log = slog.Default()
 	}
-	if d, ok := m.q.(durableQueue); ok {
+	if d, ok := m.q.(queue.Durable); ok {
 		m.durable = d.Durable()
 	}
 	seen := map[string]bool{}
@@ -190,7 +177,7 @@ func New(opts Options) (*Manager, error) {
 			n = DefaultDedupWindow
 		}
 		m.dedup = recent.New(n)
-		if r, ok := m.q.(recentIDs); ok {
+		if r, ok := m.q.(queue.MessageIDLister); ok {
 			ids, err := r.RecentMessageIDs(n)
 			if err != nil {
 				m.log.Warn("opentrack: could not rebuild the dedup window from the queue", slog.Any("error", err))

@@ -1,6 +1,13 @@
 package journal
 
-// Durable reports that an Append survives a crash: the Manager then leaves
+import "github.com/opentrackhq/opentrack/queue"
+
+// Durable implements [queue.Durable]: it reports that an Append survives a crash: the Manager then leaves
 // undelivered records in the journal at Shutdown, for the next start, and
 // retries deliveries for hours by default.
 func (j *Journal) Durable() bool { return true }
+
+var (
+	_ queue.Durable         = (*Journal)(nil)
+	_ queue.MessageIDLister = (*Journal)(nil)
+)

@@ -239,8 +239,11 @@ func (j *Journal) Open(names []string) ([]queue.Reader, error) {
 	j.mu.Unlock()
 	for name, c := range j.rec.saved {
 		if !seen[name] {
-			j.log.Info("journal: dropping the cursor of a reader that is not configured; its records are no longer kept for it",
-				"dir", j.dir, "reader", name, "cursor", c)
+			// Its undelivered records are given up: say so loudly, with
+			// how many there may be, since a forgotten variable at one
+			// restart is enough.
+			j.log.Warn("journal: an integration with a saved cursor is not configured; the records not yet delivered to it are given up",
+				"dir", j.dir, "reader", name, "cursor", c, "recordsAfterCursor", j.next-min(c, j.next))
 		}
 	}
 	go j.persistLoop()

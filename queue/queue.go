@@ -95,6 +95,23 @@ type Queue interface {
 	Close() error
 }
 
+// Durable is implemented by a Queue whose Append survives a crash of the
+// process (the journal, a replicated stream). The Manager then leaves the
+// events it could not deliver by Shutdown's deadline in the queue, for the
+// next start, instead of reporting them, and retries deliveries for hours
+// by default.
+type Durable interface {
+	Durable() bool
+}
+
+// MessageIDLister is implemented by a durable Queue that can list the
+// messageIds of its newest records, newest last, so that the Manager
+// rebuilds its dedup window after a restart and still recognises an SDK's
+// retry of an event accepted before the crash.
+type MessageIDLister interface {
+	RecentMessageIDs(n int) ([]string, error)
+}
+
 // Reader hands out, in order, the records that target one integration, and
 // keeps that integration's cursor.
 type Reader interface {

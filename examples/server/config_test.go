@@ -94,6 +94,8 @@ func TestConfigErrors(t *testing.T) {
 		{map[string]string{"CUSTOMERIO_SITE_ID": "x"}, "CUSTOMERIO_API_KEY"},
 		{map[string]string{"WEBHOOK_URL": "ftp://x"}, "WEBHOOK_URL"},
 		{map[string]string{"OPENTRACK_QUEUE": "disk"}, "OPENTRACK_QUEUE"},
+		{map[string]string{"PUBLIC_URL": "collector.example.com"}, "PUBLIC_URL"},
+		{map[string]string{"TRUST_PROXY": "maybe"}, "TRUST_PROXY"},
 		{map[string]string{"OPENTRACK_MAX_DISK": "lots"}, "OPENTRACK_MAX_DISK"},
 	} {
 		tt.env["PORT"] = "0"

@@ -48,6 +48,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"strconv"
@@ -62,6 +63,7 @@ import (
 	"github.com/opentrackhq/opentrack/integrations/customerio"
 	"github.com/opentrackhq/opentrack/integrations/jsonl"
 	"github.com/opentrackhq/opentrack/integrations/webhook"
+	"github.com/opentrackhq/opentrack/queue"
 )
 
 func main() {
@@ -176,6 +178,9 @@ func run(ctx context.Context, getenv func(string) string, log *slog.Logger, read
 		log.Warn("WRITE_KEY is not set: every request is accepted, whatever its write key")
 	}
 	trustProxy, err := parseBool("TRUST_PROXY", getenv("TRUST_PROXY"))
+	if err == nil {
+		err = checkPublicURL(getenv("PUBLIC_URL"), log)
+	}
 	if err != nil {
 		return &configError{errors.Join(err, m.Shutdown(ctx))}
 	}
@@ -265,7 +270,14 @@ func run(ctx context.Context, getenv func(string) string, log *slog.Logger, read
 	// Then deliver everything accepted, within the rest.
 	mctx, mcancel := context.WithDeadline(context.Background(), deadline)
 	defer mcancel()
-	err = errors.Join(err, m.Shutdown(mctx))
+	if serr := m.Shutdown(mctx); serr != nil {
+		if _, durable := q.(queue.Durable); durable && errors.Is(serr, context.DeadlineExceeded) {
+			// What was not delivered is on disk for the next start.
+			log.Warn("shutdown deadline passed; undelivered events stay in the journal for the next start")
+		} else {
+			err = errors.Join(err, serr)
+		}
+	}
 	for _, s := range m.Stats() {
 		log.Info("delivery", slog.String("integration", s.Integration), slog.Uint64("accepted", s.Accepted),
 			slog.Uint64("delivered", s.Delivered), slog.Uint64("failed", s.Failed))
@@ -336,6 +348,22 @@ func asIntegration[T interface {
 		return nil, err
 	}
 	return in, nil
+}
+
+// checkPublicURL refuses a PUBLIC_URL that is not an absolute http(s) URL,
+// and warns when it does not end with the /v1 the API is mounted at.
+func checkPublicURL(v string, log *slog.Logger) error {
+	if v == "" {
+		return nil
+	}
+	u, err := url.Parse(v)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("PUBLIC_URL: want the collector's address with its mount path, such as https://collector.example.com/v1, got %q", v)
+	}
+	if !strings.HasSuffix(strings.TrimSuffix(u.Path, "/"), "/v1") {
+		log.Warn("PUBLIC_URL does not end with /v1, where this server serves the API; analytics.js will send its events there", slog.String("publicURL", v))
+	}
+	return nil
 }
 
 // parseBool reads a boolean variable; empty is false.

@@ -28,6 +28,8 @@ func TestLongOutageThenKill(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts and kills processes")
 	}
+	// The child is this test binary: under -race its memory is several
+	// times what it is in production, so RSS is reported but not bounded.
 	cio := fakecustomerio.NewHandler("site", "key")
 	var down atomic.Bool
 	down.Store(true)
@@ -169,7 +171,7 @@ func TestLongOutageThenKill(t *testing.T) {
 	}
 	t.Logf("%d accepted during the outage, all delivered after it; %d delivered twice (redelivered after the kill); RSS %d MB during the outage, %d MB after the restart",
 		len(accepted), dups, rssDuringOutage>>10, rssAfterRestart>>10)
-	if rssDuringOutage > 100<<10 || rssAfterRestart > 100<<10 {
+	if !raceEnabled && (rssDuringOutage > 100<<10 || rssAfterRestart > 100<<10) {
 		t.Errorf("RSS %d MB / %d MB during the outage, want under 100 MB", rssDuringOutage>>10, rssAfterRestart>>10)
 	}
 }
