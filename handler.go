@@ -119,13 +119,13 @@ type HandlerOptions struct {
 //     404 and 405 as JSON; 413 for a body over the limits, or a batch larger
 //     than an integration's whole queue; 415 for a Content-Encoding other
 //     than gzip or none.
+//   - 503 with Retry-After: a target queue is full or the Manager is shutting
+//     down; nothing of the request was accepted.
 //
 // The body is read as JSON whatever Content-Type the request declares, or
 // none: analytics.js sends text/plain, and RudderStack's Node SDK declares
 // application/x-www-form-urlencoded for its gzipped JSON. A body that is not
 // JSON is answered 400.
-//   - 503 with Retry-After: a target queue is full or the Manager is shutting
-//     down; nothing of the request was accepted.
 type Handler struct {
 	q              Enqueuer
 	keyed          bool // write keys were configured

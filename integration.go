@@ -44,10 +44,12 @@ type Integration interface {
 
 // Initializer is implemented by an integration that must prepare before its
 // first event (open a connection, create a dataset). The Manager calls Init
-// once, from the integration's own goroutine, before delivering anything to
-// it; events wait in its queue meanwhile. A failed Init is retried with
-// backoff; a [Permanent] one sends the integration's events to
-// [Options.OnFailure].
+// from the integration's own goroutine before delivering anything to it;
+// events wait in its queue meanwhile. A failed Init, even a [Permanent] one,
+// is retried with capped backoff for as long as the Manager runs, since a
+// destination down at start is no reason to lose events; [Stats].Err says
+// why the integration is not ready. Init is not called again once it has
+// succeeded.
 type Initializer interface {
 	Init(ctx context.Context) error
 }
@@ -80,8 +82,9 @@ type Closer interface {
 }
 
 // DeliveryTuner is implemented by an integration that wants delivery settings
-// of its own. The non-zero fields of the returned Delivery override
-// [Options.Delivery] for this integration.
+// of its own. The non-zero fields of the returned Delivery are its defaults:
+// the host's non-zero [Options.Delivery] fields win over them, and they win
+// over the package's defaults.
 type DeliveryTuner interface {
 	Delivery() Delivery
 }

@@ -67,8 +67,9 @@ type Options struct {
 	// Queue is where accepted events wait for delivery. Nil means a
 	// [queue.Memory] bounded by each integration's Delivery.QueueSize and
 	// QueueBytes: fast, and a crash loses what it holds. A durable queue
-	// (the journal package) makes a 2xx mean "on disk". The Manager opens
-	// it, and closes it in Shutdown.
+	// (journal.Open) makes a 2xx mean "on disk". The host creates it; the
+	// Manager opens its readers (queue.Queue.Open) in New and closes it in
+	// Shutdown.
 	Queue queue.Queue
 
 	// DedupWindow is how many recent messageIds are remembered to drop
@@ -79,9 +80,10 @@ type Options struct {
 
 	// OnFailure receives every event an integration could not deliver: a
 	// permanent error, retries exhausted, or shutdown before delivery. It is
-	// the place for a dead-letter sink. It is called from the integration's
-	// delivery goroutine (or from Shutdown) and should return quickly; it
-	// must not call Flush or Shutdown, which wait for it. A panic in it is
+	// the place for a dead-letter sink. It is called from the delivery
+	// goroutines of every integration at once (and from Shutdown), so it
+	// must be safe for concurrent use, and should return quickly; it must
+	// not call Flush or Shutdown, which wait for it. A panic in it is
 	// recovered and logged. Failures are also counted in [Stats] and logged.
 	OnFailure func(Failure)
 
