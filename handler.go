@@ -292,7 +292,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	case http.MethodOptions:
 		hdr := w.Header()
-		hdr.Set("Access-Control-Allow-Methods", "GET, HEAD, POST, OPTIONS")
+		if get {
+			hdr.Set("Access-Control-Allow-Methods", "GET, HEAD, OPTIONS")
+		} else {
+			hdr.Set("Access-Control-Allow-Methods", "POST, OPTIONS")
+		}
 		hdr.Set("Access-Control-Allow-Headers", allowedHeaders(r.Header.Values("Access-Control-Request-Headers")))
 		hdr.Set("Access-Control-Max-Age", "86400")
 		w.WriteHeader(http.StatusNoContent)
