@@ -78,10 +78,14 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	<-ctx.Done()
-	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	_ = srv.Shutdown(sctx)
-	if err := m.Shutdown(sctx); err != nil {
+	// Each with its own deadline: a slow client must not use up the time
+	// the deliveries need.
+	hctx, hcancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer hcancel()
+	_ = srv.Shutdown(hctx)
+	mctx, mcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer mcancel()
+	if err := m.Shutdown(mctx); err != nil {
 		log.Print(err)
 	}
 }
