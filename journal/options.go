@@ -16,7 +16,7 @@ const (
 	DefaultSegmentBytes = 64 << 20
 	// DefaultTailRecords is how many of the newest records stay in memory
 	// for readers that keep up.
-	DefaultTailRecords = 4096
+	DefaultTailRecords = 1024
 	// DefaultReadAhead is how many records a reader that is behind reads
 	// from disk at a time, at most.
 	DefaultReadAhead = 256
