@@ -70,6 +70,8 @@ type lane struct {
 	flushTo atomic.Uint64
 
 	accepted, delivered, retried, failed, deduplicated, panics, redelivered atomic.Uint64
+
+	tel *laneTelemetry // metrics, spans and the recent calls' outcome
 }
 
 // item is a record held by the lane.
@@ -308,13 +310,16 @@ func (l *lane) deliverNext(u *userQ) {
 		it.first = time.Now()
 	}
 	it.attempts++
-	err := l.call(func(ctx context.Context) error { return Deliver(ctx, l.in, it.rec.Event) })
+	call := l.tel.startEvent(it)
+	err := l.call(func(ctx context.Context) error { return Deliver(call.context(ctx), l.in, it.rec.Event) })
 	if err == nil {
+		call.end(nil, false)
 		l.settle(it, nil)
 		l.advance(u)
 		return
 	}
 	wait, ok := l.retryWait(it, err)
+	call.end(err, ok)
 	if !ok {
 		l.settle(it, l.withCause(err))
 		l.advance(u)
@@ -388,6 +393,7 @@ func (l *lane) settle(it *item, err error) {
 		l.delivered.Add(1)
 	} else {
 		l.failed.Add(1)
+		l.tel.countFailure(err)
 	}
 	l.reader.Settle(it.rec.Seq)
 	l.m.stats.RUnlock()
@@ -556,7 +562,7 @@ func (l *lane) call(fn func(ctx context.Context) error) (err error) {
 			l.panics.Add(1)
 			l.m.log.Error("opentrack: integration panicked", slog.String("integration", l.name),
 				slog.Any("panic", r), slog.String("stack", string(debug.Stack())))
-			err = Permanent(fmt.Errorf("opentrack: %s panicked: %v", l.name, r))
+			err = Permanent(&panicError{fmt.Sprintf("opentrack: %s panicked: %v", l.name, r)})
 		}
 	}()
 	return fn(ctx)
@@ -678,7 +684,8 @@ func (l *lane) sendBatch(items []*item) {
 		it.attempts++
 		events[i] = it.rec.Event
 	}
-	err := l.call(func(ctx context.Context) error { return l.batcher.Batch(ctx, events) })
+	call := l.tel.startBatch(items)
+	err := l.call(func(ctx context.Context) error { return l.batcher.Batch(call.context(ctx), events) })
 	outcome := l.batchOutcome(err, len(items))
 	var (
 		again    []*item
@@ -701,6 +708,7 @@ func (l *lane) sendBatch(items []*item) {
 			longest, retryErr = wait, ierr
 		}
 	}
+	call.endBatch(err, len(again))
 	if len(again) == 0 {
 		return
 	}

@@ -56,6 +56,8 @@ type Manager struct {
 	// Shutdown's Flush and Close, so nothing is called after Close.
 	hooks       sync.RWMutex
 	hooksClosed bool
+
+	tel *telemetry
 }
 
 // durableQueue is implemented by queues whose Append survives a crash. The
@@ -149,6 +151,7 @@ func New(opts Options) (*Manager, error) {
 		l.reader = readers[i]
 		m.lanes = append(m.lanes, l)
 	}
+	m.tel = newTelemetry(m, opts)
 	for _, l := range m.lanes {
 		l.start()
 	}
@@ -192,6 +195,7 @@ func (m *Manager) Enqueue(ctx context.Context, events ...spec.Event) error {
 		return nil
 	}
 	recs := make([]queue.Record, 0, len(events))
+	tp := traceParent(ctx)
 	var dups []int
 	var ids []uint64 // dedup hashes reserved for recs, released if Append fails
 	for _, e := range events {
@@ -208,7 +212,7 @@ func (m *Manager) Enqueue(ctx context.Context, events ...spec.Event) error {
 				continue
 			}
 		}
-		recs = append(recs, queue.Record{Event: e, Targets: targets})
+		recs = append(recs, queue.Record{Event: e, Targets: targets, TraceParent: tp})
 	}
 	for i, n := range dups {
 		if n > 0 {
