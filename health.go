@@ -137,7 +137,9 @@ func (m *Manager) unready(o ReadinessOptions, now time.Time) []unreadyWhy {
 		case !s.Ready && s.Err != nil:
 			out = append(out, unreadyWhy{s.Integration, "cannot initialize: " + s.Err.Error()})
 		case !s.Ready:
-			out = append(out, unreadyWhy{s.Integration, "initializing"})
+			if _, ok := l.in.(Initializer); ok { // else it is ready once its lane runs
+				out = append(out, unreadyWhy{s.Integration, "initializing"})
+			}
 		}
 		if why := l.tel.failing(o, now); why != "" {
 			out = append(out, unreadyWhy{s.Integration, why})
