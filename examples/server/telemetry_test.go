@@ -205,7 +205,9 @@ func attr(attrs []*commonpb.KeyValue, key string) *commonpb.AnyValue {
 	return nil
 }
 
-func serviceOf(r *resourcepb.Resource) string { return attr(r.GetAttributes(), "service.name").GetStringValue() }
+func serviceOf(r *resourcepb.Resource) string {
+	return attr(r.GetAttributes(), "service.name").GetStringValue()
+}
 
 // TestOTLPExport points the server at an OTLP/HTTP receiver with the
 // standard variables, sends events, one request carrying a traceparent,
@@ -231,7 +233,9 @@ func TestOTLPExport(t *testing.T) {
 	done := make(chan error, 1)
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	go func() { done <- run(ctx, func(k string) string { return env[k] }, slog.New(slog.DiscardHandler), ready) }()
+	go func() {
+		done <- run(ctx, func(k string) string { return env[k] }, slog.New(slog.DiscardHandler), ready)
+	}()
 	var addr string
 	select {
 	case addr = <-ready:
