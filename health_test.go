@@ -1,6 +1,7 @@
 package opentrack_test
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -116,14 +117,13 @@ func TestReadinessLag(t *testing.T) {
 
 func TestReadinessFailingDestination(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		var down = true
-		a := newRecorder("A")
-		a.fail = func(spec.Event, int) error {
+		down := true
+		a := opentrack.Func("A", func(context.Context, spec.Event) error {
 			if down {
 				return errTransient
 			}
 			return nil
-		}
+		})
 		m := newManager(t, opentrack.Options{Integrations: []opentrack.Integration{a},
 			Delivery: opentrack.Delivery{Retry: opentrack.RetryPolicy{MaxAttempts: 4, InitialBackoff: time.Second, MaxBackoff: time.Second}}})
 		for _, u := range []string{"u1", "u2", "u3"} {
@@ -170,13 +170,12 @@ func TestReadinessFailingDestination(t *testing.T) {
 }
 
 func TestStatsHandler(t *testing.T) {
-	a := newRecorder("A")
-	a.fail = func(e spec.Event, _ int) error {
+	a := opentrack.Func("A", func(_ context.Context, e spec.Event) error {
 		if e.Fields().MessageID == "bad" {
 			return opentrack.Permanent(errTransient)
 		}
 		return nil
-	}
+	})
 	m := newManager(t, opentrack.Options{Integrations: []opentrack.Integration{a}})
 	if err := m.Enqueue(t.Context(), track("m1"), track("bad")); err != nil {
 		t.Fatal(err)

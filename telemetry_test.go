@@ -126,15 +126,20 @@ func TestMetricsAfterAScriptedRun(t *testing.T) {
 	reader := sdkmetric.NewManualReader()
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
 	good := newRecorder("Good")
-	flaky := newRecorder("Flaky")
-	flaky.fail = func(_ spec.Event, attempt int) error {
-		if attempt == 1 {
-			return errTransient
+	var (
+		mu   sync.Mutex
+		seen = map[string]bool{}
+	)
+	flaky := opentrack.Func("Flaky", func(_ context.Context, e spec.Event) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if id := e.Fields().MessageID; !seen[id] {
+			seen[id] = true
+			return errTransient // each event's first attempt
 		}
 		return nil
-	}
-	bad := newRecorder("Bad")
-	bad.fail = func(e spec.Event, _ int) error {
+	})
+	bad := opentrack.Func("Bad", func(_ context.Context, e spec.Event) error {
 		switch id := e.Fields().MessageID; {
 		case strings.HasPrefix(id, "p"):
 			return opentrack.Permanent(errors.New("400 Bad Request"))
@@ -144,7 +149,7 @@ func TestMetricsAfterAScriptedRun(t *testing.T) {
 			panic("boom")
 		}
 		return nil
-	}
+	})
 	batch := &batcher{Base: opentrack.Base{ID: "Batch"}}
 	m := newManager(t, opentrack.Options{Integrations: []opentrack.Integration{good, flaky, bad, batch},
 		MeterProvider: mp, Delivery: opentrack.Delivery{Retry: fastRetry}})
@@ -470,19 +475,19 @@ func mustSpanID(t *testing.T, s string) trace.SpanID {
 	return id
 }
 
-// syncBuffer is a bytes.Buffer safe for a logger's concurrent writes.
-type syncBuffer struct {
+// logBuffer is a bytes.Buffer safe for a logger's concurrent writes.
+type logBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
+func (s *logBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.Write(p)
 }
 
-func (s *syncBuffer) lines() []map[string]any {
+func (s *logBuffer) lines() []map[string]any {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []map[string]any
@@ -498,7 +503,7 @@ func (s *syncBuffer) lines() []map[string]any {
 // TestHandlerLogsRefusalsAtDebugRateLimited: a request refused with a 4xx is
 // logged at debug level with the answer that says why, a burst at most.
 func TestHandlerLogsRefusalsAtDebugRateLimited(t *testing.T) {
-	var buf syncBuffer
+	var buf logBuffer
 	log := slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	m := newManager(t, opentrack.Options{Integrations: []opentrack.Integration{newRecorder("A")}})
 	h := opentrack.NewHandler(m, &opentrack.HandlerOptions{WriteKeys: []string{"wk"}, Logger: log})
@@ -521,7 +526,7 @@ func TestHandlerLogsRefusalsAtDebugRateLimited(t *testing.T) {
 	}
 
 	// Nothing is logged at info level.
-	var quiet syncBuffer
+	var quiet logBuffer
 	h = opentrack.NewHandler(m, &opentrack.HandlerOptions{WriteKeys: []string{"wk"}, Logger: slog.New(slog.NewJSONHandler(&quiet, nil))})
 	req := httptest.NewRequest("POST", "/v1/track", strings.NewReader(`{}`))
 	h.ServeHTTP(httptest.NewRecorder(), req)
