@@ -28,6 +28,9 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
+// The tests give each server its own OPENTRACK_DATA_DIR, so that a durable
+// queue's dedup window never holds another test's messageIds.
+
 // postEvent sends body to the server's /v1 path with the write key "wk".
 func postEvent(t *testing.T, url, body string, header map[string]string) int {
 	t.Helper()
@@ -48,7 +51,7 @@ func postEvent(t *testing.T, url, body string, header map[string]string) int {
 // TestMetricsInPrometheusFormat reads /metrics with Prometheus' own parser
 // and checks the families an operator's alerts use.
 func TestMetricsInPrometheusFormat(t *testing.T) {
-	addr, _ := startServer(t, map[string]string{"PORT": "0", "OPENTRACK_FILE": t.TempDir() + "/e.jsonl", "WRITE_KEY": "wk"})
+	addr, _ := startServer(t, map[string]string{"PORT": "0", "OPENTRACK_FILE": t.TempDir() + "/e.jsonl", "OPENTRACK_DATA_DIR": t.TempDir(), "WRITE_KEY": "wk"})
 	for _, id := range []string{"m1", "m2", "m3"} {
 		if code := postEvent(t, "http://"+addr+"/v1/track", `{"userId":"u","event":"E","messageId":"`+id+`"}`, nil); code != 200 {
 			t.Fatalf("track: %d", code)
@@ -142,7 +145,7 @@ func withLabels(f *dto.MetricFamily, labels map[string]string) *dto.Metric {
 }
 
 func TestHealthAndReadiness(t *testing.T) {
-	addr, _ := startServer(t, map[string]string{"PORT": "0", "OPENTRACK_FILE": t.TempDir() + "/e.jsonl", "WRITE_KEY": "wk", "ADMIN_ADDR": freeAddr(t)})
+	addr, _ := startServer(t, map[string]string{"PORT": "0", "OPENTRACK_FILE": t.TempDir() + "/e.jsonl", "OPENTRACK_DATA_DIR": t.TempDir(), "WRITE_KEY": "wk", "ADMIN_ADDR": freeAddr(t)})
 	for path, want := range map[string]string{"/healthz": `{"status":"ok"}`, "/readyz": `{"status":"ready"}`} {
 		res, err := http.Get("http://" + addr + path)
 		if err != nil {
@@ -224,7 +227,7 @@ func TestOTLPExport(t *testing.T) {
 		"OTEL_SERVICE_NAME":           "collector-under-test",
 		"OTEL_METRIC_EXPORT_INTERVAL": "600000", // the export at shutdown is the one checked
 	}
-	env := map[string]string{"PORT": "0", "OPENTRACK_FILE": t.TempDir() + "/e.jsonl", "WRITE_KEY": "wk", "ADMIN_ADDR": freeAddr(t)}
+	env := map[string]string{"PORT": "0", "OPENTRACK_FILE": t.TempDir() + "/e.jsonl", "OPENTRACK_DATA_DIR": t.TempDir(), "WRITE_KEY": "wk", "ADMIN_ADDR": freeAddr(t)}
 	for k, v := range otel {
 		t.Setenv(k, v) // the exporters read the process environment
 		env[k] = v
@@ -325,7 +328,7 @@ func TestOTLPExport(t *testing.T) {
 // configuration error, and so is a bad READY_MAX_AGE.
 func TestOTLPConfigErrors(t *testing.T) {
 	t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "carrier-pigeon")
-	env := map[string]string{"PORT": "0", "OPENTRACK_FILE": t.TempDir() + "/e.jsonl", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:1"}
+	env := map[string]string{"PORT": "0", "OPENTRACK_FILE": t.TempDir() + "/e.jsonl", "OPENTRACK_DATA_DIR": t.TempDir(), "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:1"}
 	err := run(t.Context(), func(k string) string { return env[k] }, slog.New(slog.DiscardHandler), nil)
 	var ce *configError
 	if !errors.As(err, &ce) || !strings.Contains(err.Error(), "OTEL_") {
