@@ -68,7 +68,9 @@ type HandlerOptions struct {
 	Logger *slog.Logger
 
 	// MeterProvider gives the meter of the Handler's metrics (see
-	// [MetricHTTPRequests]). Nil means otel.GetMeterProvider().
+	// [MetricHTTPRequests]). Nil means otel.GetMeterProvider(). The
+	// Handler's instruments stay registered for as long as the provider
+	// lives.
 	MeterProvider metric.MeterProvider
 	// Propagator reads the trace context a request carries when it runs in
 	// no span of the host's (such as otelhttp's), so that the delivery

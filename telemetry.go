@@ -514,25 +514,32 @@ func (c traceParentCarrier) Keys() []string { return []string{"traceparent"} }
 
 // handlerTelemetry holds a Handler's instruments, its propagator and the
 // limiter of its log lines about refused requests.
+//
+// Requests and events are counted in the cell of their route and status and
+// observed from there at each collection, so that a request pays an atomic
+// add for them rather than a measurement; the body size is a measurement.
 type handlerTelemetry struct {
 	log  *slog.Logger
 	prop propagation.TextMapPropagator
 	w3c  bool // prop is TraceContext: without a traceparent header there is nothing to read
 
-	requests, events metric.Int64Counter
+	requests, events metric.Int64ObservableCounter
 	bodySize         metric.Int64Histogram
-	// cells holds the attribute options of each route and common status,
-	// built on first use.
+	// cells holds the counters and attributes of each route and common
+	// status, made on first use; rare those of other statuses.
 	cells [][len(commonStatuses)]atomic.Pointer[attrCell]
+	mu    sync.Mutex
+	rare  map[[2]int]*attrCell
 
 	limiter    *rate.Limiter
 	suppressed atomic.Int64
 }
 
-// attrCell is the options of one route and status.
+// attrCell is the counters and attribute options of one route and status.
 type attrCell struct {
-	add []metric.AddOption
-	rec []metric.RecordOption
+	requests, events atomic.Int64
+	observe          []metric.ObserveOption
+	record           []metric.RecordOption
 }
 
 // The values of AttrRoute: the Handler's routes, then "other".
@@ -579,6 +586,7 @@ func newHandlerTelemetry(opts *HandlerOptions, log *slog.Logger) *handlerTelemet
 	}
 	t := &handlerTelemetry{log: log, prop: prop,
 		cells:   make([][len(commonStatuses)]atomic.Pointer[attrCell], len(routeNames)),
+		rare:    map[[2]int]*attrCell{},
 		limiter: rate.NewLimiter(rate.Every(time.Second), refusedLogBurst)}
 	_, t.w3c = prop.(propagation.TraceContext)
 	if err := t.instruments(mp.Meter(ScopeName)); err != nil {
@@ -588,35 +596,68 @@ func newHandlerTelemetry(opts *HandlerOptions, log *slog.Logger) *handlerTelemet
 	return t
 }
 
+// instruments creates the Handler's instruments. Its callback stays
+// registered for as long as the MeterProvider lives.
 func (t *handlerTelemetry) instruments(meter metric.Meter) error {
-	var err1, err2, err3 error
-	t.requests, err1 = meter.Int64Counter(MetricHTTPRequests, metric.WithUnit("{request}"),
+	var err1, err2, err3, err4 error
+	t.requests, err1 = meter.Int64ObservableCounter(MetricHTTPRequests, metric.WithUnit("{request}"),
 		metric.WithDescription("Requests, by route and status."))
-	t.events, err2 = meter.Int64Counter(MetricHTTPEvents, metric.WithUnit("{event}"),
+	t.events, err2 = meter.Int64ObservableCounter(MetricHTTPEvents, metric.WithUnit("{event}"),
 		metric.WithDescription("Events read from request bodies, valid or not, by route and status."))
 	t.bodySize, err3 = meter.Int64Histogram(MetricHTTPRequestBodySize, metric.WithUnit("By"),
 		metric.WithDescription("Size of the request bodies read, after gzip decompression."),
 		metric.WithExplicitBucketBoundaries(bodyBuckets...))
-	return errors.Join(err1, err2, err3)
+	if err := errors.Join(err1, err2, err3); err != nil {
+		return err
+	}
+	_, err4 = meter.RegisterCallback(t.observe, t.requests, t.events)
+	return err4
 }
 
+// observe reports the request and event counters of every cell in use.
+func (t *handlerTelemetry) observe(_ context.Context, o metric.Observer) error {
+	report := func(c *attrCell) {
+		o.ObserveInt64(t.requests, c.requests.Load(), c.observe...)
+		o.ObserveInt64(t.events, c.events.Load(), c.observe...)
+	}
+	for i := range t.cells {
+		for j := range t.cells[i] {
+			if c := t.cells[i][j].Load(); c != nil {
+				report(c)
+			}
+		}
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, c := range t.rare {
+		report(c)
+	}
+	return nil
+}
+
+// cell returns the cell of a route and status, making it on first use.
 func (t *handlerTelemetry) cell(route, status int) *attrCell {
 	si := statusIndex(status)
 	if si < 0 {
-		return newAttrCell(route, status)
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		k := [2]int{route, status}
+		if t.rare[k] == nil {
+			t.rare[k] = newAttrCell(route, status)
+		}
+		return t.rare[k]
 	}
 	p := &t.cells[route][si]
 	if c := p.Load(); c != nil {
 		return c
 	}
-	c := newAttrCell(route, status)
-	p.Store(c) // a concurrent request may store an equal cell first
-	return c
+	p.CompareAndSwap(nil, newAttrCell(route, status)) // or a concurrent request made it first
+	return p.Load()
 }
 
 func newAttrCell(route, status int) *attrCell {
 	o := metric.WithAttributeSet(attribute.NewSet(AttrRoute.String(routeNames[route]), AttrHTTPStatusCode.Int(status)))
-	return &attrCell{add: []metric.AddOption{o}, rec: []metric.RecordOption{o}}
+	return &attrCell{observe: []metric.ObserveOption{o}, record: []metric.RecordOption{o}}
 }
 
 // observedWriter notes what the Handler answered to one request: its
@@ -698,12 +739,12 @@ func (t *handlerTelemetry) end(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := r.Context()
 	c := t.cell(ow.route, status)
-	t.requests.Add(ctx, 1, c.add...)
+	c.requests.Add(1)
 	if ow.events > 0 {
-		t.events.Add(ctx, int64(ow.events), c.add...)
+		c.events.Add(int64(ow.events))
 	}
 	if ow.body >= 0 {
-		t.bodySize.Record(ctx, int64(ow.body), c.rec...)
+		t.bodySize.Record(ctx, int64(ow.body), c.record...)
 	}
 	if ow.capture && status >= 400 && status < 500 {
 		t.logRefused(ctx, r, ow, status)
