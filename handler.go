@@ -19,6 +19,9 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/propagation"
+
 	"github.com/opentrackhq/opentrack/spec"
 )
 
@@ -89,6 +92,16 @@ type HandlerOptions struct {
 	// concurrently, and may return nil; the handler reads the map and does
 	// not keep it.
 	Settings func(writeKey string) map[string]any
+	// MeterProvider gives the meter of the Handler's metrics (see
+	// [MetricHTTPRequests]). Nil means otel.GetMeterProvider(). The
+	// Handler's instruments stay registered for as long as the provider
+	// lives.
+	MeterProvider metric.MeterProvider
+	// Propagator reads the trace context a request carries when it runs in
+	// no span of the host's (such as otelhttp's), so that the delivery
+	// spans of its events link to it. Nil means propagation.TraceContext{}
+	// (the W3C traceparent header).
+	Propagator propagation.TextMapPropagator
 }
 
 // Handler serves the Segment HTTP Tracking API. Mount it where Segment's /v1
@@ -139,6 +152,7 @@ type Handler struct {
 	log            *slog.Logger
 	now            func() time.Time
 	get            *getRoutes // the GET routes: analytics.js settings and the pixel
+	tel            *handlerTelemetry
 }
 
 // Enqueuer takes accepted events; [*Manager] is one. Enqueue returns once the
@@ -171,6 +185,7 @@ func NewHandler(q Enqueuer, opts *HandlerOptions) *Handler {
 	if h.log == nil {
 		h.log = slog.Default()
 	}
+	h.tel = newHandlerTelemetry(opts, h.log)
 	h.keyed = len(opts.WriteKeys) > 0
 	for _, k := range opts.WriteKeys {
 		if k != "" {
@@ -261,6 +276,8 @@ var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 // order, and the first that refuses it answers: CORS, route, auth, body,
 // decode, enrich, accept.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w = h.tel.begin(w, r)
+	defer h.tel.end(w, r)
 	seg := lastSegment(r.URL.Path)
 	typ, post := routes[seg]
 	get := isGetRoute(r.URL.EscapedPath())
@@ -309,7 +326,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if seg == metricsRoute {
 		// analytics.js reports its own delivery metrics here; they are
 		// not events, so they are read and dropped.
-		_, _ = io.Copy(io.Discard, http.MaxBytesReader(w, r.Body, int64(h.maxEventBytes)))
+		_, _ = io.Copy(io.Discard, http.MaxBytesReader(unwrapWriter(w), r.Body, int64(h.maxEventBytes)))
 		writeSuccess(w)
 		return
 	}
@@ -341,6 +358,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	receivedAt := h.now().UTC()
 
 	c, status, answer := h.decode(buf.Bytes(), typ, hasHeaderKey)
+	noteRequest(w, buf.Len(), c)
 	if !hasHeaderKey && h.keyed && (c == nil || !h.keyValid(c.bodyKey)) {
 		writeError(w, http.StatusUnauthorized, "Invalid write key")
 		return
@@ -354,7 +372,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		e.Fields().WriteKey = ""
 		spec.Enrich(e, receivedAt, ip)
 	}
-	if !h.accept(w, r.Context(), c.events) {
+	if !h.accept(w, h.tel.traceContext(r), c.events) {
 		return
 	}
 	if len(c.rejected) == 0 {
@@ -501,7 +519,7 @@ func (h *Handler) accept(w http.ResponseWriter, ctx context.Context, events []sp
 // readBody reads the request body into buf, decompressing gzip, and returns
 // a status and message when it must be refused.
 func (h *Handler) readBody(w http.ResponseWriter, r *http.Request, buf *bytes.Buffer, limit int) (int, string) {
-	var body io.Reader = http.MaxBytesReader(w, r.Body, int64(limit))
+	var body io.Reader = http.MaxBytesReader(unwrapWriter(w), r.Body, int64(limit))
 	switch enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding"))); enc {
 	case "", "identity":
 	case "gzip", "x-gzip":

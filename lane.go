@@ -71,6 +71,7 @@ type lane struct {
 
 	accepted, delivered, retried, failed, deduplicated, panics, redelivered atomic.Uint64
 
+	tel *laneTelemetry // metrics, spans and the recent calls' outcome
 	// retryLog rate-limits the warning that deliveries are being retried:
 	// the unix nanoseconds of the last one, and the retries since.
 	retryLog      atomic.Int64
@@ -350,13 +351,16 @@ func (l *lane) deliverNext(u *userQ) {
 		it.first = time.Now()
 	}
 	it.attempts++
-	err := l.call(func(ctx context.Context) error { return l.deliverOne(ctx, it.rec.Event) })
+	call := l.tel.startEvent(it)
+	err := l.call(func(ctx context.Context) error { return l.deliverOne(call.context(ctx), it.rec.Event) })
 	if err == nil {
+		call.end(nil, false)
 		l.settle(it, nil)
 		l.advance(u)
 		return
 	}
 	wait, ok := l.retryWait(it, err)
+	call.end(err, ok)
 	if !ok {
 		if l.m.durable && l.ctx.Err() != nil {
 			return // cut off by Shutdown's deadline: it stays in the queue
@@ -444,6 +448,7 @@ func (l *lane) settle(it *item, err error) {
 		l.delivered.Add(1)
 	} else {
 		l.failed.Add(1)
+		l.tel.countFailure(err)
 	}
 	l.reader.Settle(it.rec.Seq)
 	l.mu.Lock()
@@ -611,7 +616,7 @@ func (l *lane) call(fn func(ctx context.Context) error) (err error) {
 			l.panics.Add(1)
 			l.m.log.Error("opentrack: integration panicked", slog.String("integration", l.name),
 				slog.Any("panic", r), slog.String("stack", string(debug.Stack())))
-			err = Permanent(fmt.Errorf("opentrack: %s panicked: %v", l.name, r))
+			err = Permanent(&panicError{fmt.Sprintf("opentrack: %s panicked: %v", l.name, r)})
 		}
 	}()
 	return fn(ctx)
@@ -736,7 +741,8 @@ func (l *lane) sendBatch(items []*item) {
 		it.attempts++
 		events[i] = it.rec.Event
 	}
-	err := l.call(func(ctx context.Context) error { return l.batcher.Batch(ctx, events) })
+	call := l.tel.startBatch(items)
+	err := l.call(func(ctx context.Context) error { return l.batcher.Batch(call.context(ctx), events) })
 	outcome := l.batchOutcome(err, len(items))
 	var (
 		again    []*item
@@ -762,6 +768,7 @@ func (l *lane) sendBatch(items []*item) {
 			longest, retryErr = wait, ierr
 		}
 	}
+	call.endBatch(err, len(again))
 	if len(again) == 0 {
 		return
 	}

@@ -57,6 +57,8 @@ type Manager struct {
 	// hooks orders the integrations' Flush (from Manager.Flush) before
 	// Shutdown's Flush and Close, so nothing is called after Close.
 	hooks gate
+
+	tel *telemetry
 }
 
 // flight is the outcome of an Append that events are waiting on.
@@ -192,6 +194,7 @@ func New(opts Options) (*Manager, error) {
 		l.reader = readers[i]
 		m.lanes = append(m.lanes, l)
 	}
+	m.tel = newTelemetry(m, opts)
 	for _, l := range m.lanes {
 		l.start()
 	}
@@ -235,6 +238,7 @@ func (m *Manager) Enqueue(ctx context.Context, events ...spec.Event) error {
 		return nil
 	}
 	recs := make([]queue.Record, 0, len(events))
+	tp := traceParent(ctx)
 	var (
 		dups    []int
 		mine    []string  // messageIds this call is appending
@@ -261,7 +265,7 @@ func (m *Manager) Enqueue(ctx context.Context, events ...spec.Event) error {
 			}
 			mine = append(mine, id)
 		}
-		recs = append(recs, queue.Record{Event: e, Targets: targets})
+		recs = append(recs, queue.Record{Event: e, Targets: targets, TraceParent: tp})
 	}
 	var err error
 	if len(recs) > 0 {

@@ -6,6 +6,9 @@ import (
 	"log/slog"
 	"time"
 
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/opentrackhq/opentrack/queue"
 	"github.com/opentrackhq/opentrack/spec"
 )
@@ -89,6 +92,18 @@ type Options struct {
 
 	// Logger receives delivery errors and retries. Nil means slog.Default().
 	Logger *slog.Logger
+
+	// MeterProvider gives the meter of the Manager's metrics (see
+	// [MetricEventsAccepted] and the names after it). Nil means the global
+	// provider, otel.GetMeterProvider(), which records nothing until the
+	// host sets one. The Manager's instruments stay registered after
+	// Shutdown, so that the provider's last export has the final counts.
+	MeterProvider metric.MeterProvider
+	// TracerProvider gives the tracer of the delivery spans, one per call
+	// to an integration (an event, or a batch), each linked to the span of
+	// the request that accepted its events. Nil means the global provider,
+	// otel.GetTracerProvider().
+	TracerProvider trace.TracerProvider
 }
 
 // Delivery holds the settings of one integration's queue and workers.

@@ -263,11 +263,12 @@ func (r *reader) fill() (int, error) {
 		}
 		e.Fields().ReceivedAt = h.ReceivedAt
 		got = append(got, queue.Record{
-			Seq:      f.seq,
-			Event:    e,
-			Targets:  h.Targets,
-			Size:     len(raw),
-			Appended: h.Appended,
+			Seq:         f.seq,
+			Event:       e,
+			Targets:     h.Targets,
+			Size:        len(raw),
+			Appended:    h.Appended,
+			TraceParent: h.TraceParent,
 		})
 	}
 	if r.fr.off >= r.fr.end {

@@ -51,7 +51,7 @@ func newRequest(recs []queue.Record) (*request, error) {
 		targets = slices.Compact(targets)
 		off := len(req.frames)
 		req.frames = appendFrameHeader(req.frames, 0)
-		if req.frames, err = queue.AppendRecord(req.frames, targets, now, r.Event.Fields(), raw); err != nil {
+		if req.frames, err = queue.AppendRecord(req.frames, targets, now, r.Event.Fields(), r.TraceParent, raw); err != nil {
 			return nil, fmt.Errorf("journal: record %d: %w", i, err)
 		}
 		n := len(req.frames) - off - frameHeaderSize
@@ -64,7 +64,7 @@ func newRequest(recs []queue.Record) (*request, error) {
 			index: i,
 			off:   off,
 			crc:   payloadCRC(req.frames[off+frameHeaderSize:]),
-			rec:   queue.Record{Event: r.Event, Targets: targets, Size: len(raw), Appended: now},
+			rec:   queue.Record{Event: r.Event, Targets: targets, Size: len(raw), Appended: now, TraceParent: r.TraceParent},
 		})
 	}
 	return req, nil

@@ -9,9 +9,14 @@ import (
 	"github.com/opentrackhq/opentrack/spec"
 )
 
-// RecordVersion is the version of the record payload that [EncodeRecord]
-// writes, its first byte.
-const RecordVersion = 1
+// Versions of the record payload, its first byte. [EncodeRecord] writes
+// RecordVersion for a record without a TraceParent, so that such a payload
+// stays readable by earlier releases, and RecordVersionTrace for one with a
+// TraceParent. [DecodeRecord] reads both.
+const (
+	RecordVersion      = 1
+	RecordVersionTrace = 2
+)
 
 // ErrBadRecord is wrapped by the errors of [DecodeRecord] and
 // [DecodeRecordHeader] for a payload they cannot read.
@@ -30,16 +35,20 @@ type RecordHeader struct {
 	ReceivedAt time.Time
 	// MessageID is the event's messageId.
 	MessageID string
+	// TraceParent is the record's TraceParent; empty in a version 1
+	// payload.
+	TraceParent string
 }
 
 // EncodeRecord appends to dst the payload that durable queues store for r,
 // and returns the extended slice. The payload holds, in this order:
 //
-//	version     1 byte, RecordVersion
+//	version     1 byte, RecordVersion, or RecordVersionTrace when r.TraceParent is set
 //	targets     uvarint count, then each as uvarint length + bytes
 //	appended    uvarint length + time.Time binary form (r.Appended)
 //	receivedAt  uvarint length + time.Time binary form (the event's ReceivedAt)
 //	messageId   uvarint length + bytes
+//	traceParent uvarint length + bytes (r.TraceParent); RecordVersionTrace only
 //	event       the rest: the event as Segment JSON (its MarshalJSON)
 //
 // The targets come first so that a reader can skip records that are not for
@@ -54,13 +63,17 @@ func EncodeRecord(dst []byte, r Record) ([]byte, error) {
 	if err != nil {
 		return dst, fmt.Errorf("queue: encode record: %w", err)
 	}
-	return AppendRecord(dst, r.Targets, r.Appended, r.Event.Fields(), raw)
+	return AppendRecord(dst, r.Targets, r.Appended, r.Event.Fields(), r.TraceParent, raw)
 }
 
 // AppendRecord is [EncodeRecord] for a caller that already holds the event's
 // JSON (raw, from its MarshalJSON) and its common fields c.
-func AppendRecord(dst []byte, targets []string, appended time.Time, c *spec.Common, raw []byte) ([]byte, error) {
-	dst = append(dst, RecordVersion)
+func AppendRecord(dst []byte, targets []string, appended time.Time, c *spec.Common, traceParent string, raw []byte) ([]byte, error) {
+	version := byte(RecordVersion)
+	if traceParent != "" {
+		version = RecordVersionTrace
+	}
+	dst = append(dst, version)
 	dst = binary.AppendUvarint(dst, uint64(len(targets)))
 	for _, t := range targets {
 		dst = appendString(dst, t)
@@ -73,6 +86,9 @@ func AppendRecord(dst []byte, targets []string, appended time.Time, c *spec.Comm
 		return dst, fmt.Errorf("queue: encode record: receivedAt: %w", err)
 	}
 	dst = appendString(dst, c.MessageID)
+	if traceParent != "" {
+		dst = appendString(dst, traceParent)
+	}
 	return append(dst, raw...), nil
 }
 
@@ -91,10 +107,11 @@ func DecodeRecord(b []byte) (Record, error) {
 	}
 	e.Fields().ReceivedAt = h.ReceivedAt
 	return Record{
-		Event:    e,
-		Targets:  h.Targets,
-		Size:     len(raw),
-		Appended: h.Appended,
+		Event:       e,
+		Targets:     h.Targets,
+		Size:        len(raw),
+		Appended:    h.Appended,
+		TraceParent: h.TraceParent,
 	}, nil
 }
 
@@ -104,8 +121,9 @@ func DecodeRecord(b []byte) (Record, error) {
 func DecodeRecordHeader(b []byte) (RecordHeader, []byte, error) {
 	var h RecordHeader
 	d := decoder{b: b}
-	if v := d.byte(); d.err == nil && v != RecordVersion {
-		return h, nil, fmt.Errorf("%w: version %d, want %d", ErrBadRecord, v, RecordVersion)
+	v := d.byte()
+	if d.err == nil && v != RecordVersion && v != RecordVersionTrace {
+		return h, nil, fmt.Errorf("%w: version %d, want %d or %d", ErrBadRecord, v, RecordVersion, RecordVersionTrace)
 	}
 	n := d.uvarint()
 	// Each target takes at least its one-byte length: a count larger
@@ -122,6 +140,9 @@ func DecodeRecordHeader(b []byte) (RecordHeader, []byte, error) {
 	h.Appended = d.time()
 	h.ReceivedAt = d.time()
 	h.MessageID = d.string()
+	if v == RecordVersionTrace {
+		h.TraceParent = d.string()
+	}
 	if d.err == nil && len(d.b) == 0 {
 		d.fail("event")
 	}

@@ -128,7 +128,7 @@ func TestDecodeRecordErrors(t *testing.T) {
 
 	for name, b := range map[string][]byte{
 		"empty":          nil,
-		"version":        append([]byte{2}, good[1:]...),
+		"version":        append([]byte{3}, good[1:]...),
 		"truncated":      good[:12],
 		"no event":       good[:bytes.IndexByte(good, '{')],
 		"bad event":      append(good[:bytes.IndexByte(good, '{')], `{"type":"nope"}`...),
@@ -157,6 +157,11 @@ func FuzzDecodeRecord(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Add(b)
+	r.TraceParent = testTraceParent
+	if b, err = queue.EncodeRecord(nil, r); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(b)
 	files, _ := filepath.Glob(filepath.Join("..", "spec", "testdata", "*.json"))
 	for _, name := range files {
 		raw, err := os.ReadFile(name)
@@ -172,6 +177,9 @@ func FuzzDecodeRecord(f *testing.F) {
 		}
 	}
 	f.Add([]byte{1, 0, 0, 0, 0, '{', '}'})
+	f.Add([]byte{2, 0, 0, 0, 0, 0, '{', '}'})
+	f.Add([]byte{2, 0, 0, 0, 0, 2, 'x', 'y', '{', '}'})
+	f.Add([]byte{2, 0, 0, 0, 0, 9, '{', '}'})
 	f.Add([]byte{1, 1, 0, 0, 0, 0})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r1, err := queue.DecodeRecord(b)
@@ -208,6 +216,56 @@ func sameRecord(a, b queue.Record, size bool) bool {
 	jb, errb := b.Event.MarshalJSON()
 	return erra == nil && errb == nil && bytes.Equal(ja, jb) &&
 		(!size || a.Size == b.Size) && slices.Equal(a.Targets, b.Targets) &&
-		a.Appended.Equal(b.Appended) &&
+		a.Appended.Equal(b.Appended) && a.TraceParent == b.TraceParent &&
 		a.Event.Fields().ReceivedAt.Equal(b.Event.Fields().ReceivedAt)
+}
+
+const testTraceParent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+// TestRecordTraceParent: a record with a TraceParent is written as version
+// 2 and read back with it; one without is written as version 1, byte for
+// byte as before the field existed, so that earlier releases read it.
+func TestRecordTraceParent(t *testing.T) {
+	r := testRecord(t)
+	r.TraceParent = testTraceParent
+	b, err := queue.EncodeRecord(nil, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b[0] != queue.RecordVersionTrace {
+		t.Errorf("version %d, want %d", b[0], queue.RecordVersionTrace)
+	}
+	got, err := queue.DecodeRecord(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !sameRecord(got, r, false) || got.TraceParent != testTraceParent {
+		t.Errorf("round trip: %+v, want %+v", got, r)
+	}
+	if h, _, err := queue.DecodeRecordHeader(b); err != nil || h.TraceParent != testTraceParent || h.MessageID != "m-1" {
+		t.Errorf("DecodeRecordHeader = %+v, %v", h, err)
+	}
+
+	// Version 1, as written before: each field by hand.
+	r.TraceParent = ""
+	raw, _ := r.Event.MarshalJSON()
+	appended, _ := r.Appended.MarshalBinary()
+	received, _ := r.Event.Fields().ReceivedAt.MarshalBinary()
+	v1 := []byte{1, 2, 8}
+	v1 = append(v1, "BigQuery"...)
+	v1 = append(append(v1, 11), "Customer.io"...)
+	v1 = append(append(v1, byte(len(appended))), appended...)
+	v1 = append(append(v1, byte(len(received))), received...)
+	v1 = append(append(v1, 3), "m-1"...)
+	v1 = append(v1, raw...)
+	if b, err := queue.EncodeRecord(nil, r); err != nil || !bytes.Equal(b, v1) {
+		t.Errorf("a record without TraceParent is not written as version 1 (%v):\n got %q\nwant %q", err, b, v1)
+	}
+	if got, err := queue.DecodeRecord(v1); err != nil || !sameRecord(got, r, false) || got.Size != len(raw) || got.TraceParent != "" {
+		t.Errorf("version 1 payload: %+v, %v", got, err)
+	}
+	// A version 2 payload cut inside its traceparent is refused.
+	if _, err := queue.DecodeRecord(b[:bytes.Index(b, []byte("00-4bf9"))+4]); !errors.Is(err, queue.ErrBadRecord) {
+		t.Errorf("truncated traceparent: %v, want ErrBadRecord", err)
+	}
 }

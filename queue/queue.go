@@ -63,6 +63,10 @@ type Record struct {
 	// out before (read before a restart, or by another collector), so that
 	// the Manager can count redeliveries.
 	Redelivered bool
+	// TraceParent is the W3C traceparent of the span that accepted the
+	// event (the HTTP request's), or empty: the delivery spans link to it.
+	// Durable queues keep it with the record.
+	TraceParent string
 }
 
 // Queue is an ordered log of accepted events. Its methods are safe for

@@ -22,6 +22,13 @@
 //	                       accepted (default 30s)
 //	WRITE_TIMEOUT          how long an answer may take to write (default 15s)
 //	MAX_CONNECTIONS        connections served at once (default 1024)
+//	LOG_LEVEL              debug, info (default), warn or error; debug logs
+//	                       each refused request's reason (rate-limited)
+//	READY_MAX_AGE          /readyz answers 503 while an integration's oldest
+//	                       undelivered event is older (default: not checked)
+//	OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_PROTOCOL, OTEL_SERVICE_NAME,
+//	OTEL_METRIC_EXPORT_INTERVAL, OTEL_TRACES_EXPORTER, OTEL_METRICS_EXPORTER, ...
+//	                       export metrics and traces by OTLP; see telemetry.go
 //	BIGQUERY_PROJECT_ID, BIGQUERY_DATASET, BIGQUERY_LOCATION,
 //	BIGQUERY_AUTO_TABLE_MANAGEMENT, BIGQUERY_EMULATOR_HOST,
 //	GOOGLE_APPLICATION_CREDENTIALS(_JSON)
@@ -32,19 +39,20 @@
 //	WEBHOOK_BATCH_SIZE, WEBHOOK_MAX_BATCH_BYTES, WEBHOOK_TIMEOUT
 //	                       a webhook of your own; see integrations/webhook
 //
-// It serves the Segment API at /v1 and GET /healthz on PORT, and GET /stats
-// (the delivery counters as JSON) and GET /metrics (the same in Prometheus
-// text format) on ADMIN_ADDR. On SIGINT or SIGTERM it stops accepting,
-// delivers everything it accepted, and exits 0. A configuration error is
-// logged as such, and the exit code is 2.
+// It serves the Segment API at /v1, GET /healthz (liveness) and GET /readyz
+// (readiness, 503 with the reasons) on PORT, and GET /stats (the delivery
+// counters as JSON, for people) and GET /metrics (OpenTelemetry metrics in
+// the Prometheus text format) on ADMIN_ADDR. Logs are JSON on stderr, with
+// trace_id and span_id when logged in a span. On SIGINT or SIGTERM it stops
+// accepting, delivers everything it accepted, and exits 0. A configuration
+// error is logged as such, and the exit code is 2.
 package main
 
 import (
+	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -67,7 +75,13 @@ import (
 )
 
 func main() {
-	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{ReplaceAttr: readableDurations}))
+	var level slog.Level
+	levelErr := level.UnmarshalText([]byte(cmp.Or(os.Getenv("LOG_LEVEL"), "info")))
+	log := slog.New(traceHandler{slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level, ReplaceAttr: readableDurations})})
+	if levelErr != nil {
+		log.Error("configuration error; not started", slog.Any("error", fmt.Errorf("LOG_LEVEL: %w", levelErr)))
+		os.Exit(2)
+	}
 	slog.SetDefault(log) // integrations built from the environment log here too
 	err := run(context.Background(), os.Getenv, log, nil)
 	var ce *configError
@@ -103,6 +117,7 @@ type config struct {
 	shutdownTimeout time.Duration
 	writeTimeout    time.Duration
 	maxConnections  int
+	readyMaxAge     time.Duration
 }
 
 // Defaults of the server's own settings.
@@ -130,7 +145,8 @@ func configFromEnv(getenv func(string) string) (config, error) {
 		*d = parsed
 		return nil
 	}
-	if err := errors.Join(duration("SHUTDOWN_TIMEOUT", &c.shutdownTimeout), duration("WRITE_TIMEOUT", &c.writeTimeout)); err != nil {
+	if err := errors.Join(duration("SHUTDOWN_TIMEOUT", &c.shutdownTimeout), duration("WRITE_TIMEOUT", &c.writeTimeout),
+		duration("READY_MAX_AGE", &c.readyMaxAge)); err != nil {
 		return c, err
 	}
 	if v := getenv("MAX_CONNECTIONS"); v != "" {
@@ -158,14 +174,28 @@ func run(ctx context.Context, getenv func(string) string, log *slog.Logger, read
 	for i, in := range integrations {
 		names[i] = in.Name()
 	}
+	tel, err := newTelemetry(ctx, getenv)
+	if err != nil {
+		return &configError{err}
+	}
+	defer func() {
+		// Export what the last moments recorded, the final counts included.
+		tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), telemetryShutdownTimeout)
+		defer cancel()
+		if err := tel.shutdown(tctx); err != nil {
+			log.Warn("exporting telemetry at shutdown", slog.Any("error", err))
+		}
+	}()
 	q, err := queueFromEnv(ctx, getenv, log)
 	if err != nil {
 		return &configError{err}
 	}
 	m, err := opentrack.New(opentrack.Options{
-		Integrations: integrations,
-		Queue:        q,
-		Logger:       log, // logs each event not delivered, once
+		Integrations:   integrations,
+		Queue:          q,
+		Logger:         log, // logs each event not delivered, once
+		MeterProvider:  tel.meters,
+		TracerProvider: tel.tracers,
 	})
 	if err != nil {
 		if q != nil {
@@ -190,33 +220,22 @@ func run(ctx context.Context, getenv func(string) string, log *slog.Logger, read
 		PublicURL:         getenv("PUBLIC_URL"),
 		TrustProxyHeaders: trustProxy,
 		Logger:            log,
+		MeterProvider:     tel.meters,
+		Propagator:        tel.propagator,
 	})
 
 	api := http.NewServeMux()
-	api.Handle("/v1/", h)
-	api.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		if m.Closed() {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			fmt.Fprintln(w, `{"status":"shutting down"}`)
-			return
-		}
-		fmt.Fprintln(w, `{"status":"ok"}`)
-	})
+	api.Handle("/v1/", tel.api(h))
+	api.Handle("GET /healthz", m.LivenessHandler())
+	api.Handle("GET /readyz", m.ReadinessHandler(&opentrack.ReadinessOptions{MaxOldestAge: cfg.readyMaxAge}))
 	admin := api
 	if cfg.adminAddr != "" {
 		admin = http.NewServeMux()
 	} else {
 		log.Warn("ADMIN_ADDR is not set: /stats and /metrics are served on the public port; set it (for instance 127.0.0.1:9091) to keep them private")
 	}
-	admin.HandleFunc("GET /stats", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(statsJSON(m.Stats()))
-	})
-	admin.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
-		writeMetrics(w, m.Stats())
-	})
+	admin.Handle("GET /stats", m.StatsHandler())
+	admin.Handle("GET /metrics", tel.metrics)
 
 	ln, err := net.Listen("tcp", ":"+cfg.port)
 	if err != nil {
@@ -284,6 +303,9 @@ func run(ctx context.Context, getenv func(string) string, log *slog.Logger, read
 	}
 	return err
 }
+
+// telemetryShutdownTimeout bounds the last export of metrics and spans.
+const telemetryShutdownTimeout = 5 * time.Second
 
 // newServer returns an HTTP server with timeouts: a request's headers and
 // body must arrive within ReadTimeout, and its answer must be written within
@@ -383,59 +405,6 @@ func splitList(v string) []string {
 	for _, s := range strings.Split(v, ",") {
 		if s = strings.TrimSpace(s); s != "" {
 			out = append(out, s)
-		}
-	}
-	return out
-}
-
-// writeMetrics writes the delivery counters in the Prometheus text format.
-func writeMetrics(w io.Writer, stats []opentrack.Stats) {
-	metric := func(name, kind, help string, value func(opentrack.Stats) float64) {
-		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, kind)
-		for _, s := range stats {
-			fmt.Fprintf(w, "%s{integration=%q} %g\n", name, s.Integration, value(s))
-		}
-	}
-	metric("opentrack_events_accepted_total", "counter", "Events enqueued for the integration.", func(s opentrack.Stats) float64 { return float64(s.Accepted) })
-	metric("opentrack_events_delivered_total", "counter", "Events the integration took.", func(s opentrack.Stats) float64 { return float64(s.Delivered) })
-	metric("opentrack_events_retried_total", "counter", "Retry attempts.", func(s opentrack.Stats) float64 { return float64(s.Retried) })
-	metric("opentrack_events_failed_total", "counter", "Events given up on and reported.", func(s opentrack.Stats) float64 { return float64(s.Failed) })
-	metric("opentrack_events_deduplicated_total", "counter", "Replays of an accepted messageId not enqueued again.", func(s opentrack.Stats) float64 { return float64(s.Deduplicated) })
-	metric("opentrack_integration_panics_total", "counter", "Calls that panicked.", func(s opentrack.Stats) float64 { return float64(s.Panics) })
-	metric("opentrack_events_queued", "gauge", "Accepted events not yet delivered or failed.", func(s opentrack.Stats) float64 { return float64(s.Queued) })
-	metric("opentrack_oldest_queued_seconds", "gauge", "Age of the oldest queued event.", func(s opentrack.Stats) float64 { return s.OldestAge.Seconds() })
-	metric("opentrack_integration_ready", "gauge", "1 when the integration is initialized and taking events.", func(s opentrack.Stats) float64 {
-		if s.Ready {
-			return 1
-		}
-		return 0
-	})
-}
-
-// integrationStats is one integration's counters as GET /stats shows them.
-type integrationStats struct {
-	Integration      string  `json:"integration"`
-	Ready            bool    `json:"ready"`
-	Error            string  `json:"error,omitempty"`
-	Accepted         uint64  `json:"accepted"`
-	Delivered        uint64  `json:"delivered"`
-	Retried          uint64  `json:"retried"`
-	Failed           uint64  `json:"failed"`
-	Deduplicated     uint64  `json:"deduplicated"`
-	Panics           uint64  `json:"panics"`
-	Queued           int     `json:"queued"`
-	OldestAgeSeconds float64 `json:"oldestAgeSeconds"`
-	Cursor           uint64  `json:"cursor"`
-}
-
-func statsJSON(stats []opentrack.Stats) []integrationStats {
-	out := make([]integrationStats, len(stats))
-	for i, s := range stats {
-		out[i] = integrationStats{Integration: s.Integration, Ready: s.Ready, Accepted: s.Accepted,
-			Delivered: s.Delivered, Retried: s.Retried, Failed: s.Failed, Deduplicated: s.Deduplicated,
-			Panics: s.Panics, Queued: s.Queued, OldestAgeSeconds: s.OldestAge.Seconds(), Cursor: s.Cursor}
-		if s.Err != nil {
-			out[i].Error = s.Err.Error()
 		}
 	}
 	return out

@@ -15,8 +15,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/opentrackhq/opentrack"
 )
 
 // TestSIGTERMUnderLoadLosesNothing sends events from many clients, delivers
@@ -129,20 +127,4 @@ func TestSIGTERMUnderLoadLosesNothing(t *testing.T) {
 		}
 	}
 	t.Logf("sent %d requests; %d accepted, all in the file once; %d refused or failed after SIGTERM", sent.Load(), len(accepted), refused.Load())
-}
-
-func TestMetricsFormat(t *testing.T) {
-	var b strings.Builder
-	writeMetrics(&b, []opentrack.Stats{{Integration: "JSON Lines", Accepted: 3, Delivered: 2, Queued: 1, OldestAge: 1500 * time.Millisecond}})
-	for _, want := range []string{
-		"# TYPE opentrack_events_accepted_total counter\n",
-		`opentrack_events_accepted_total{integration="JSON Lines"} 3` + "\n",
-		`opentrack_events_delivered_total{integration="JSON Lines"} 2` + "\n",
-		`opentrack_events_queued{integration="JSON Lines"} 1` + "\n",
-		`opentrack_oldest_queued_seconds{integration="JSON Lines"} 1.5` + "\n",
-	} {
-		if !strings.Contains(b.String(), want) {
-			t.Errorf("metrics lack %q:\n%s", want, b.String())
-		}
-	}
 }
