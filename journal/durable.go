@@ -11,3 +11,7 @@ var (
 	_ queue.Durable         = (*Journal)(nil)
 	_ queue.MessageIDLister = (*Journal)(nil)
 )
+
+// Size returns the bytes the journal's segments take on disk; the Manager's
+// metrics report it as opentrack.queue.storage.size.
+func (j *Journal) Size() int64 { return j.Stats().Bytes }
