@@ -1,0 +1,124 @@
+package journal
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// Defaults of [Options].
+const (
+	// DefaultMaxBytes bounds the journal's segments on disk: 1 GiB, about
+	// 1.6 million events of 600 bytes.
+	DefaultMaxBytes = 1 << 30
+	// DefaultSegmentBytes is the size at which a segment is closed and the
+	// next one begun, when MaxBytes/16 is not smaller.
+	DefaultSegmentBytes = 64 << 20
+	// DefaultTailRecords is how many of the newest records stay in memory
+	// for readers that keep up.
+	DefaultTailRecords = 4096
+	// DefaultReadAhead is how many records a reader that is behind reads
+	// from disk at a time, at most.
+	DefaultReadAhead = 256
+	// DefaultCursorInterval is the least time between two writes of the
+	// cursors file while readers settle records.
+	DefaultCursorInterval = 100 * time.Millisecond
+	// MinSegmentBytes is the smallest SegmentBytes accepted.
+	MinSegmentBytes = 1 << 10
+)
+
+// Options configure a [Journal]. The zero value (or nil) means the
+// defaults.
+type Options struct {
+	// MaxBytes bounds the size of the segments on disk. An Append that
+	// would pass it returns queue.ErrFull (the Handler answers 503 with
+	// Retry-After) until readers settle records and whole segments are
+	// deleted; one larger than MaxBytes on its own returns
+	// queue.ErrTooLarge. Default DefaultMaxBytes (1 GiB).
+	MaxBytes int64
+	// SegmentBytes is the size at which the journal closes a segment and
+	// begins the next. A segment is deleted once every reader's cursor has
+	// passed it, so this is also the granularity at which disk is freed.
+	// It must be at least MinSegmentBytes and at most MaxBytes/2. Default
+	// DefaultSegmentBytes (64 MiB) or MaxBytes/16, whichever is smaller
+	// (but not below MinSegmentBytes).
+	SegmentBytes int64
+	// TailRecords is how many of the newest records the journal keeps in
+	// memory, so that a reader that keeps up never reads the disk. They
+	// are the events given to Append, shared, not copies. Default
+	// DefaultTailRecords.
+	TailRecords int
+	// ReadAhead is how many records a reader that is behind reads from
+	// disk, decodes and holds at a time, at most. Default DefaultReadAhead.
+	ReadAhead int
+	// CursorInterval is the least time between two writes of the cursors
+	// file while readers settle records; Sync and Close write it at once.
+	// After a crash, records settled within the last CursorInterval are
+	// delivered again. Default DefaultCursorInterval (100 ms).
+	CursorInterval time.Duration
+	// Logger receives recovery reports (torn tails truncated, corrupt
+	// records skipped, cursors dropped) and background errors. Default
+	// slog.Default().
+	Logger *slog.Logger
+}
+
+// withDefaults checks o and returns it with its zero fields set.
+func (o *Options) withDefaults() (Options, error) {
+	var r Options
+	if o != nil {
+		r = *o
+	}
+	switch {
+	case r.MaxBytes < 0:
+		return r, configError("MaxBytes", "must not be negative")
+	case r.SegmentBytes < 0:
+		return r, configError("SegmentBytes", "must not be negative")
+	case r.TailRecords < 0:
+		return r, configError("TailRecords", "must not be negative")
+	case r.ReadAhead < 0:
+		return r, configError("ReadAhead", "must not be negative")
+	case r.CursorInterval < 0:
+		return r, configError("CursorInterval", "must not be negative")
+	}
+	if r.MaxBytes == 0 {
+		r.MaxBytes = DefaultMaxBytes
+	}
+	if r.SegmentBytes == 0 {
+		r.SegmentBytes = max(min(DefaultSegmentBytes, r.MaxBytes/16), MinSegmentBytes)
+	}
+	if r.SegmentBytes < MinSegmentBytes {
+		return r, configError("SegmentBytes", fmt.Sprintf("must be at least %d", MinSegmentBytes))
+	}
+	if r.SegmentBytes > r.MaxBytes/2 {
+		return r, configError("SegmentBytes", "must be at most half of MaxBytes, so that deleting settled segments can make room")
+	}
+	if r.TailRecords == 0 {
+		r.TailRecords = DefaultTailRecords
+	}
+	if r.ReadAhead == 0 {
+		r.ReadAhead = DefaultReadAhead
+	}
+	if r.CursorInterval == 0 {
+		r.CursorInterval = DefaultCursorInterval
+	}
+	if r.Logger == nil {
+		r.Logger = slog.Default()
+	}
+	return r, nil
+}
+
+// ConfigError reports an invalid field of [Options]. It has the shape of
+// opentrack.ConfigError; the journal does not import the root package, which
+// sits above the queues.
+type ConfigError struct {
+	// Field names the option, such as "journal.Options.MaxBytes".
+	Field string
+	// Reason says what is wrong with it.
+	Reason string
+}
+
+func (e *ConfigError) Error() string { return "journal: invalid " + e.Field + ": " + e.Reason }
+
+func configError(field, reason string) error {
+	return &ConfigError{Field: "journal.Options." + field, Reason: reason}
+}

@@ -1,0 +1,270 @@
+package journal
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"syscall"
+	"time"
+
+	"github.com/opentrackhq/opentrack/queue"
+)
+
+// request is one Append on its way to the writer.
+type request struct {
+	frames []byte // the records' frames, their headers not yet sealed
+	items  []item
+	first  uint64     // Seq of the first record; set by the writer
+	done   chan error // buffered: the writer never waits on it
+}
+
+// item is one record of a request.
+type item struct {
+	index int          // in the caller's slice
+	off   int          // of the frame in request.frames
+	crc   uint32       // of the payload
+	rec   queue.Record // what the tail hands out: Seq is set on commit
+}
+
+// newRequest encodes recs as frames, in the caller's goroutine, so that
+// producers marshal and checksum in parallel and the writer only copies. It
+// sets Appended and Size on recs.
+func newRequest(recs []queue.Record) (*request, error) {
+	now := time.Now()
+	req := &request{done: make(chan error, 1)}
+	for i := range recs {
+		r := &recs[i]
+		if len(r.Targets) == 0 {
+			continue // nobody would read it
+		}
+		if r.Event == nil {
+			return nil, fmt.Errorf("journal: record %d: no event", i)
+		}
+		raw, err := r.Event.MarshalJSON()
+		if err != nil {
+			return nil, fmt.Errorf("journal: record %d: %w", i, err)
+		}
+		targets := slices.Clone(r.Targets)
+		slices.Sort(targets)
+		targets = slices.Compact(targets)
+		off := len(req.frames)
+		req.frames = appendFrameHeader(req.frames, 0)
+		if req.frames, err = queue.AppendRecord(req.frames, targets, now, r.Event.Fields(), raw); err != nil {
+			return nil, fmt.Errorf("journal: record %d: %w", i, err)
+		}
+		n := len(req.frames) - off - frameHeaderSize
+		if n > maxPayload {
+			return nil, fmt.Errorf("journal: record %d: %d bytes, at most %d: %w", i, n, maxPayload, queue.ErrTooLarge)
+		}
+		binary.LittleEndian.PutUint32(req.frames[off+4:], uint32(n))
+		r.Appended, r.Size = now, len(raw)
+		req.items = append(req.items, item{
+			index: i,
+			off:   off,
+			crc:   payloadCRC(req.frames[off+frameHeaderSize:]),
+			rec:   queue.Record{Event: r.Event, Targets: targets, Size: len(raw), Appended: now},
+		})
+	}
+	return req, nil
+}
+
+// writer is the one goroutine that writes segments: it takes every request
+// waiting, writes them with one write, fdatasyncs once and releases them
+// all (group commit). While it syncs, the next group queues up.
+type writer struct {
+	j     *Journal
+	f     *os.File // the active segment, opened for writing
+	seg   *segment
+	next  uint64 // Seq of the next record
+	buf   []byte
+	batch []*request
+	group []*request
+}
+
+// maxBatchBytes bounds one write, and so the writer's buffer.
+const maxBatchBytes = 8 << 20
+
+func (w *writer) loop() {
+	defer close(w.j.writerDone)
+	for {
+		var r *request
+		select {
+		case r = <-w.j.reqs:
+		case <-w.j.quit:
+			return
+		}
+		w.batch = append(w.batch[:0], r)
+		n := len(r.frames)
+	drain:
+		for n < maxBatchBytes {
+			select {
+			case r := <-w.j.reqs:
+				w.batch = append(w.batch, r)
+				n += len(r.frames)
+			default:
+				break drain
+			}
+		}
+		w.commit(w.batch)
+		clear(w.batch)
+	}
+}
+
+// commit writes the requests of a batch that fit, rolling to a new segment
+// where the active one is full, and answers every request.
+func (w *writer) commit(batch []*request) {
+	j := w.j
+	j.mu.Lock()
+	broken, used := j.broken, j.bytes
+	j.mu.Unlock()
+	if broken != nil {
+		for _, r := range batch {
+			r.done <- fmt.Errorf("journal: not appending after a failed sync: %w", broken)
+		}
+		return
+	}
+	w.buf, w.group = w.buf[:0], w.group[:0]
+	rollAfter := false
+	for _, r := range batch {
+		need := int64(len(r.frames))
+		pending := int64(len(w.buf))
+		roll := w.seg.size+pending > segmentHeaderSize && w.seg.size+pending+need > j.opts.SegmentBytes
+		extra := need
+		if roll {
+			extra += segmentHeaderSize
+		}
+		if used+pending+extra > j.opts.MaxBytes {
+			r.done <- fmt.Errorf("journal: %d bytes on disk, MaxBytes %d: %w", used+pending, j.opts.MaxBytes, queue.ErrFull)
+			// Once readers pass the active segment it can only be
+			// deleted if it is no longer active.
+			rollAfter = true
+			continue
+		}
+		if roll {
+			used += w.flush()
+			if err := w.roll(); err != nil {
+				r.done <- err
+				continue
+			}
+			used += segmentHeaderSize
+		}
+		r.first = w.next
+		for k, it := range r.items {
+			var flags byte
+			if k == len(r.items)-1 {
+				flags = flagLast
+			}
+			sealFrame(r.frames[it.off:], w.next, flags, it.crc)
+			w.next++
+		}
+		w.buf = append(w.buf, r.frames...)
+		w.group = append(w.group, r)
+	}
+	w.flush()
+	if rollAfter && w.seg.first != 0 {
+		if err := w.roll(); err != nil {
+			j.log.Error("journal: starting a new segment", "dir", j.dir, "err", err)
+		}
+	}
+}
+
+// flush writes and syncs the group of requests in buf, publishes their
+// records and releases them. It returns the bytes it added to the journal.
+func (w *writer) flush() int64 {
+	group := w.group
+	if len(group) == 0 {
+		return 0
+	}
+	j := w.j
+	n := int64(len(w.buf))
+	defer func() { w.buf, w.group = w.buf[:0], w.group[:0] }()
+	if _, err := w.f.WriteAt(w.buf, w.seg.size); err != nil {
+		w.next = group[0].first
+		if errors.Is(err, syscall.ENOSPC) {
+			err = fmt.Errorf("%w: %w", queue.ErrFull, err)
+		}
+		err = fmt.Errorf("journal: write %s: %w", w.seg.path, err)
+		// Cut what the failed write may have left, so that the next write
+		// starts at a frame boundary.
+		if terr := w.f.Truncate(w.seg.size); terr != nil {
+			w.fail(fmt.Errorf("journal: truncate %s after a failed write: %w", w.seg.path, terr))
+		}
+		for _, r := range group {
+			r.done <- err
+		}
+		return 0
+	}
+	if err := fdatasync(w.f); err != nil {
+		// After a failed fdatasync the kernel may have dropped the dirty
+		// pages: what is on disk is unknown until recovery reads it.
+		err = fmt.Errorf("journal: fdatasync %s: %w", w.seg.path, err)
+		w.fail(err)
+		for _, r := range group {
+			r.done <- err
+		}
+		return 0
+	}
+	j.mu.Lock()
+	s := w.seg
+	if s.first == 0 {
+		s.first, s.appended = group[0].first, group[0].items[0].rec.Appended
+	}
+	s.last = w.next - 1
+	s.size += n
+	j.bytes += n
+	j.next = w.next
+	j.syncs++
+	for _, r := range group {
+		for k := range r.items {
+			rec := r.items[k].rec
+			rec.Seq = r.first + uint64(k)
+			j.tail.push(rec)
+			for _, t := range rec.Targets {
+				if rd := j.byName[t]; rd != nil {
+					rd.added(rec.Size)
+				}
+			}
+			j.appended++
+		}
+	}
+	close(j.notify)
+	j.notify = make(chan struct{})
+	j.mu.Unlock()
+	for _, r := range group {
+		r.done <- nil
+	}
+	return n
+}
+
+// fail stops appends for good: only a restart, whose recovery reads what
+// is really on disk, can resume them.
+func (w *writer) fail(err error) {
+	w.j.mu.Lock()
+	if w.j.broken == nil {
+		w.j.broken = err
+	}
+	w.j.mu.Unlock()
+	w.j.log.Error("journal: appends stopped until restart", "dir", w.j.dir, "err", err)
+}
+
+// roll closes the active segment and begins the next.
+func (w *writer) roll() error {
+	j := w.j
+	f, s, err := createSegment(j.dir, w.next)
+	if err != nil {
+		return err
+	}
+	j.mu.Lock()
+	j.segs = append(j.segs, s)
+	j.bytes += s.size
+	j.mu.Unlock()
+	old := w.f
+	w.f, w.seg = f, s
+	if err := old.Close(); err != nil {
+		j.log.Warn("journal: closing a full segment", "dir", j.dir, "err", err)
+	}
+	j.markDirty() // the old segment may already be deletable
+	return nil
+}
