@@ -1,10 +1,12 @@
 package jetstream
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -59,6 +61,7 @@ type reader struct {
 	// sizes of the records seen, to estimate the bytes of those only
 	// JetStream's counters know of.
 	sizeSum, sizeN int64
+	maxSeq         uint64 // the highest Seq fetched
 
 	// Acknowledgements go out from ackLoop, in order; the last of each
 	// batch asks JetStream to confirm, which confirms the batch.
@@ -259,9 +262,15 @@ func (r *reader) take(m js.Msg) {
 	rec.Seq = seq
 	rec.Redelivered = meta.NumDelivered > 1
 	r.mu.Lock()
-	r.buf = append(r.buf, &entry{msg: m, rec: rec, touched: now})
+	// Keep buf in Seq order: a redelivery may come after later records.
+	i := len(r.buf)
+	for i > 0 && r.buf[i-1].rec.Seq > seq {
+		i--
+	}
+	r.buf = slices.Insert(r.buf, i, &entry{msg: m, rec: rec, touched: now})
 	r.sizeSum += int64(rec.Size)
 	r.sizeN++
+	r.maxSeq = max(r.maxSeq, seq)
 	close(r.changed)
 	r.changed = make(chan struct{})
 	r.mu.Unlock()
@@ -446,18 +455,14 @@ func (r *reader) touch(idle time.Duration) {
 // redelivery, to this or another collector; used by Close.
 func (r *reader) release() {
 	r.mu.Lock()
-	var msgs []js.Msg
-	for _, e := range r.held {
-		msgs = append(msgs, e.msg)
-	}
-	for _, e := range r.buf {
-		msgs = append(msgs, e.msg)
-	}
+	entries := slices.AppendSeq(slices.Clone(r.buf), maps.Values(r.held))
 	clear(r.held)
 	r.buf = nil
 	r.mu.Unlock()
-	for _, m := range msgs {
-		_ = m.Nak()
+	// In Seq order, so that they come again in that order.
+	slices.SortFunc(entries, func(a, b *entry) int { return cmp.Compare(a.rec.Seq, b.rec.Seq) })
+	for _, e := range entries {
+		_ = e.msg.Nak()
 	}
 }
 
@@ -600,6 +605,11 @@ func (r *reader) compute() queue.ReaderStats {
 		each(e)
 	}
 	st := queue.ReaderStats{Cursor: s.floor + 1, Unsettled: max(int(s.pending)+s.inFlight, local), Bytes: localBytes}
+	if r.q.nc.IsClosed() {
+		// The connection is gone for good: JetStream hands what others
+		// hold to other collectors; only what is held here is known.
+		st.Cursor, st.Unsettled = max(s.floor, r.maxSeq)+1, local
+	}
 	if lowSeq != 0 && lowSeq < st.Cursor {
 		st.Cursor = lowSeq
 	}

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"strconv"
 	"testing"
 	"time"
 
@@ -62,27 +63,31 @@ func RunServer(t testing.TB) *server.Server {
 }
 
 // RunCluster starts n servers (n ≥ 1) forming one JetStream cluster,
-// named s0, s1, ...: the first listens for routes on a free port and the
-// others route to it. JetStream elects its leaders in the seconds that
-// follow; [github.com/opentrackhq/opentrack/jetstream.Open] waits for
-// them.
+// named s0, s1, ..., each routing to all the others on free ports of
+// 127.0.0.1. JetStream elects its leaders in the seconds that follow;
+// [github.com/opentrackhq/opentrack/jetstream.Open] waits for them.
 func RunCluster(t testing.TB, n int) []*server.Server {
 	t.Helper()
-	var (
-		out    []*server.Server
-		routes []*url.URL
-	)
-	for i := range n {
+	// Clustered JetStream needs its routes configured at start, so the
+	// route ports are chosen first: free now, taken again a moment later.
+	ports := make([]int, n)
+	var routes []*url.URL
+	for i := range ports {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatalf("jetstreamtest: %v", err)
+		}
+		ports[i] = l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		routes = append(routes, &url.URL{Scheme: "nats", Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[i]))})
+	}
+	out := make([]*server.Server, n)
+	for i := range out {
 		o := Options(t.TempDir())
 		o.ServerName = fmt.Sprintf("s%d", i)
-		o.Cluster = server.ClusterOpts{Name: "opentrack-test", Host: "127.0.0.1", Port: server.RANDOM_PORT}
+		o.Cluster = server.ClusterOpts{Name: "opentrack-test", Host: "127.0.0.1", Port: ports[i]}
 		o.Routes = routes
-		s := Start(t, o)
-		if i == 0 {
-			a := s.ClusterAddr()
-			routes = []*url.URL{{Scheme: "nats", Host: net.JoinHostPort(a.IP.String(), fmt.Sprint(a.Port))}}
-		}
-		out = append(out, s)
+		out[i] = Start(t, o)
 	}
 	return out
 }
