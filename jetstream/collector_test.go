@@ -22,10 +22,10 @@ import (
 // that dedupes by messageId would.
 type sink struct {
 	mu      sync.Mutex
-	got     map[string]int         // messageId → deliveries
-	types   map[string]spec.Type   // messageId → type
-	events  map[string]spec.Event  // messageId → the event delivered
-	changed chan struct{}          // closed and replaced on each delivery
+	got     map[string]int        // messageId → deliveries
+	types   map[string]spec.Type  // messageId → type
+	events  map[string]spec.Event // messageId → the event delivered
+	changed chan struct{}         // closed and replaced on each delivery
 }
 
 func newSink() *sink {
