@@ -32,11 +32,17 @@ func (unavailableError) Is(target error) bool { return target == queue.ErrFull }
 // Queue is a [queue.Queue] on a JetStream stream, shared by every
 // collector that opens the same stream. Create it with [Open].
 type Queue struct {
-	opts    Options
-	log     *slog.Logger
-	nc      *nats.Conn
+	opts Options
+	log  *slog.Logger
+	// Appends go through nc and js; readers (fetches, acknowledgements,
+	// counters) through cnc and stream. Two connections when the queue
+	// dials them, so that deliveries and acknowledgements do not queue
+	// behind publishes on one socket (and one server read loop); the same
+	// one when Options.Conn is given.
+	nc, cnc *nats.Conn
 	ownConn bool
 	js      js.JetStream
+	cjs     js.JetStream
 	stream  js.Stream
 	// maxBytes is the stream's bound (≤ 0 for none) and maxMsg the
 	// largest message the stream and the connection take.
@@ -80,7 +86,6 @@ func Open(ctx context.Context, opts *Options) (*Queue, error) {
 	q := &Queue{opts: o, log: o.Logger, nc: o.Conn, done: make(chan struct{})}
 	if q.nc == nil {
 		copts := []nats.Option{
-			nats.Name("opentrack"),
 			nats.MaxReconnects(-1),
 			nats.ReconnectWait(250 * time.Millisecond),
 			nats.PingInterval(5 * time.Second),
@@ -97,15 +102,26 @@ func Open(ctx context.Context, opts *Options) (*Queue, error) {
 		if o.CredsFile != "" {
 			copts = append(copts, nats.UserCredentials(o.CredsFile))
 		}
-		q.nc, err = nats.Connect(strings.Join(o.Servers, ","), copts...)
+		url := strings.Join(o.Servers, ",")
+		q.nc, err = nats.Connect(url, append(copts, nats.Name("opentrack-append"))...)
 		if err != nil {
-			return nil, fmt.Errorf("jetstream: connecting to %s: %w", strings.Join(o.Servers, ","), err)
+			return nil, fmt.Errorf("jetstream: connecting to %s: %w", url, err)
+		}
+		q.cnc, err = nats.Connect(url, append(copts, nats.Name("opentrack-deliver"))...)
+		if err != nil {
+			q.nc.Close()
+			return nil, fmt.Errorf("jetstream: connecting to %s: %w", url, err)
 		}
 		q.ownConn = true
+	} else {
+		q.cnc = q.nc
 	}
 	q.js, err = js.New(q.nc,
 		js.WithPublishAsyncMaxPending(64<<10),
 		js.WithPublishAsyncTimeout(o.PublishTimeout))
+	if err == nil {
+		q.cjs, err = js.New(q.cnc)
+	}
 	if err != nil {
 		q.closeConn()
 		return nil, fmt.Errorf("jetstream: %w", err)
@@ -129,6 +145,7 @@ func startContext(ctx context.Context, d time.Duration) (context.Context, contex
 func (q *Queue) closeConn() {
 	if q.ownConn {
 		q.nc.Close()
+		q.cnc.Close()
 	}
 }
 
@@ -150,9 +167,9 @@ func (q *Queue) ensureStream(ctx context.Context) error {
 	}
 	var info *js.StreamInfo
 	err := retry(ctx, func(ctx context.Context) error {
-		s, err := q.js.Stream(ctx, o.Stream)
+		s, err := q.cjs.Stream(ctx, o.Stream)
 		if errors.Is(err, js.ErrStreamNotFound) {
-			s, err = q.js.CreateStream(ctx, want)
+			s, err = q.cjs.CreateStream(ctx, want)
 			if err == nil {
 				q.log.Info("jetstream: created stream", slog.String("stream", o.Stream), slog.Int("replicas", o.Replicas))
 			}
@@ -577,8 +594,8 @@ func (q *Queue) Close() error {
 		for _, r := range readers {
 			r.release()
 		}
-		if q.nc.Status() == nats.CONNECTED {
-			if err := q.nc.FlushTimeout(2 * time.Second); err != nil {
+		if q.cnc.Status() == nats.CONNECTED {
+			if err := q.cnc.FlushTimeout(2 * time.Second); err != nil {
 				q.closeErr = fmt.Errorf("jetstream: close: %w", err)
 			}
 		}

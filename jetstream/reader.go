@@ -173,7 +173,7 @@ func (r *reader) fetchLoop() {
 	for {
 		r.mu.Lock()
 		n := r.q.opts.ReadAhead - len(r.buf)
-		if r.isClosed() || n <= 0 || (r.waiters == 0 && len(r.buf) > 0) || r.waiters == 0 && r.q.nc.Status() != nats.CONNECTED {
+		if r.isClosed() || n <= 0 || (r.waiters == 0 && len(r.buf) > 0) || r.waiters == 0 && r.q.cnc.Status() != nats.CONNECTED {
 			r.fetching = false
 			r.mu.Unlock()
 			return
@@ -503,7 +503,7 @@ func (r *reader) stale() bool {
 // refresh takes a new snapshot. statsMu is held.
 func (r *reader) refresh() {
 	gen := r.q.gen.Load()
-	if r.q.nc.Status() != nats.CONNECTED {
+	if r.q.cnc.Status() != nats.CONNECTED {
 		if r.snap.ok {
 			r.snap.at = time.Now() // keep the last counters; ask again later
 		}
@@ -605,7 +605,7 @@ func (r *reader) compute() queue.ReaderStats {
 		each(e)
 	}
 	st := queue.ReaderStats{Cursor: s.floor + 1, Unsettled: max(int(s.pending)+s.inFlight, local), Bytes: localBytes}
-	if r.q.nc.IsClosed() {
+	if r.q.cnc.IsClosed() {
 		// The connection is gone for good: JetStream hands what others
 		// hold to other collectors; only what is held here is known.
 		st.Cursor, st.Unsettled = max(s.floor, r.maxSeq)+1, local
