@@ -17,6 +17,9 @@
 //	WEBHOOK_URL, WEBHOOK_SECRET, WEBHOOK_SIGNING, WEBHOOK_HEADERS, WEBHOOK_METHOD,
 //	WEBHOOK_BATCH_SIZE, WEBHOOK_MAX_BATCH_BYTES, WEBHOOK_TIMEOUT
 //	                       a webhook of your own; see integrations/webhook
+//	NATS_URL, NATS_CREDS, NATS_STREAM, NATS_REPLICAS
+//	                       keep accepted events in a NATS JetStream stream shared
+//	                       by several collectors; see jetstream
 //
 // It serves the Segment API at /v1, GET /healthz, GET /stats (the delivery
 // counters as JSON) and GET /metrics (the same in Prometheus text format). On SIGINT or
@@ -43,6 +46,7 @@ import (
 	"github.com/opentrackhq/opentrack/integrations/customerio"
 	"github.com/opentrackhq/opentrack/integrations/jsonl"
 	"github.com/opentrackhq/opentrack/integrations/webhook"
+	"github.com/opentrackhq/opentrack/queue"
 )
 
 func main() {
@@ -78,8 +82,18 @@ func run(ctx context.Context, getenv func(string) string, log *slog.Logger, read
 	for i, in := range integrations {
 		names[i] = in.Name()
 	}
+	var q queue.Queue
+	switch jq, err := jetstreamQueueFromEnv(ctx, getenv); {
+	case err == nil:
+		q = jq
+	case !errors.Is(err, opentrack.ErrNotConfigured):
+		return err
+	case getenv("OPENTRACK_QUEUE") == "jetstream":
+		return fmt.Errorf("OPENTRACK_QUEUE=jetstream: %w: set NATS_URL", err)
+	}
 	m, err := opentrack.New(opentrack.Options{
 		Integrations: integrations,
+		Queue:        q,
 		Logger:       log,
 		OnFailure: func(f opentrack.Failure) {
 			log.Error("event not delivered", slog.String("integration", f.Integration),
@@ -87,6 +101,9 @@ func run(ctx context.Context, getenv func(string) string, log *slog.Logger, read
 		},
 	})
 	if err != nil {
+		if q != nil {
+			q.Close()
+		}
 		return err
 	}
 	h := opentrack.NewHandler(m, &opentrack.HandlerOptions{
