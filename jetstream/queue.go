@@ -68,8 +68,6 @@ type Queue struct {
 	closeErr  error
 }
 
-var _ queue.Queue = (*Queue)(nil)
-
 // Open connects to NATS (unless opts.Conn is given) and makes sure the
 // stream exists, creating it when it is missing. A stream found with
 // another retention policy, number of replicas, storage, discard policy
