@@ -85,6 +85,9 @@ func Open(ctx context.Context, opts *Options) (*Queue, error) {
 	if q.nc == nil {
 		copts := []nats.Option{
 			nats.MaxReconnects(-1),
+			// NATS may start alongside the collector: Open waits for it,
+			// within StartTimeout.
+			nats.RetryOnFailedConnect(true),
 			nats.ReconnectWait(250 * time.Millisecond),
 			nats.PingInterval(5 * time.Second),
 			nats.MaxPingsOutstanding(3),
@@ -128,6 +131,9 @@ func Open(ctx context.Context, opts *Options) (*Queue, error) {
 	sctx, cancel := startContext(ctx, o.StartTimeout)
 	defer cancel()
 	if err := q.ensureStream(sctx); err != nil {
+		if !q.nc.IsConnected() {
+			err = fmt.Errorf("jetstream: NATS not reachable at %s: %w", strings.Join(o.Servers, ","), err)
+		}
 		q.cancel()
 		q.closeConn()
 		return nil, err

@@ -293,7 +293,7 @@ func TestOptionsErrors(t *testing.T) {
 // when no server answers.
 func TestUnreachableAtStart(t *testing.T) {
 	_, err := jetstream.Open(t.Context(), &jetstream.Options{Servers: []string{"nats://127.0.0.1:1"}, StartTimeout: time.Second})
-	if err == nil || !strings.Contains(err.Error(), "connecting") {
+	if err == nil || !strings.Contains(err.Error(), "not reachable") {
 		t.Fatalf("Open with no server = %v, want a connection error", err)
 	}
 }
