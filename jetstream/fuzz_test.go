@@ -22,9 +22,9 @@ type fuzzEnv struct {
 	srv *server.Server
 	dir string
 	js  njs.JetStream
-	q  *jetstream.Queue
-	r  queue.Reader
-	n  int
+	q   *jetstream.Queue
+	r   queue.Reader
+	n   int
 }
 
 var (
