@@ -25,10 +25,12 @@ const (
 	// nothing has changed here (other collectors may have moved them).
 	statsTTL = 250 * time.Millisecond
 	// confirmTimeout bounds the wait for JetStream to confirm a batch of
-	// acknowledgements, and Stats' wait for those confirmations.
+	// acknowledgements.
 	confirmTimeout = 5 * time.Second
-	// infoTimeout bounds one request for the consumer's counters.
-	infoTimeout = 2 * time.Second
+	// refreshTimeout bounds one refresh of Stats (reading ahead, waiting
+	// for confirmations, asking for the counters): the Manager holds its
+	// stats lock meanwhile.
+	refreshTimeout = time.Second
 	// recentSeqs is how many settled Seqs a reader remembers, so that a
 	// redelivery racing an acknowledgement is acknowledged again rather
 	// than delivered twice by the same collector.
@@ -509,18 +511,16 @@ func (r *reader) refresh() {
 		}
 		return
 	}
-	r.readAhead()
-	ctx, cancel := context.WithTimeout(r.q.ctx, confirmTimeout)
+	ctx, cancel := context.WithTimeout(r.q.ctx, refreshTimeout)
 	defer cancel()
+	r.readAhead()
 	if err := r.waitAcked(ctx); err != nil {
 		r.q.log.Debug("jetstream: stats: waiting for acknowledgements", slog.String("integration", r.name), slog.Any("error", err))
 	}
 	r.mu.Lock()
 	acks := r.acksSent
 	r.mu.Unlock()
-	ictx, icancel := context.WithTimeout(r.q.ctx, infoTimeout)
-	defer icancel()
-	info, err := r.cons.Info(ictx)
+	info, err := r.cons.Info(ctx)
 	if err != nil {
 		r.q.log.Debug("jetstream: stats: consumer info", slog.String("integration", r.name), slog.Any("error", err))
 		r.snap.at = time.Now()
@@ -537,7 +537,7 @@ func (r *reader) refresh() {
 		// stream (the first message at or after the cursor).
 		if t, ok := r.localAppended(cursor); ok {
 			s.oldestSeq, s.oldest = cursor, t
-		} else if m, err := r.q.stream.GetMsg(ictx, cursor, js.WithGetMsgSubject(r.q.opts.Subject)); err == nil {
+		} else if m, err := r.q.stream.GetMsg(ctx, cursor, js.WithGetMsgSubject(r.q.opts.Subject)); err == nil {
 			if h, _, err := queue.DecodeRecordHeader(m.Data); err == nil {
 				s.oldestSeq, s.oldest = cursor, h.Appended
 			}
@@ -568,6 +568,8 @@ func (r *reader) readAhead() {
 	}
 	r.fetching = true
 	r.mu.Unlock()
+	// JetStream answers at once with what is there; the client gives up
+	// after a second.
 	batch, err := r.cons.FetchNoWait(n)
 	if err == nil {
 		for m := range batch.Messages() {
