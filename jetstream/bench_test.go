@@ -118,7 +118,8 @@ func benchEnqueue(b *testing.B, q queue.Queue) {
 	b.ReportMetric(float64(len(all))/b.Elapsed().Seconds(), "events/s")
 	b.ReportMetric(float64(refused.Load())/float64(len(all)), "full/op")
 	if len(all) > 0 {
-		b.ReportMetric(float64(all[len(all)/2].Microseconds())/1000, "p50-ms")
-		b.ReportMetric(float64(all[len(all)*99/100].Microseconds())/1000, "p99-ms")
+		ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+		b.ReportMetric(ms(all[len(all)/2]), "p50-ms")
+		b.ReportMetric(ms(all[len(all)*99/100]), "p99-ms")
 	}
 }
