@@ -41,5 +41,5 @@ func Example() {
 	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	srv.Shutdown(sctx)
-	m.Shutdown(sctx) // what is not delivered stays in the stream for the other collectors
+	m.Shutdown(sctx) // records read and not settled go back to the stream, for the others
 }
