@@ -574,9 +574,9 @@ func (q *Queue) Sync(ctx context.Context) error {
 
 // Close implements [queue.Queue]. It sends the acknowledgements of what
 // was settled and waits (briefly) for JetStream to confirm them, hands the
-// records read but not settled back to JetStream at once (so that another
-// collector takes them without waiting for AckWait), and closes the
-// connection if Open dialled it. Close is idempotent.
+// records read but not settled back to JetStream (another collector gets
+// them a second later, rather than after AckWait), and closes the
+// connections Open dialled. Close is idempotent.
 func (q *Queue) Close() error {
 	q.closeOnce.Do(func() {
 		q.mu.Lock()

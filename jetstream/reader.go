@@ -31,6 +31,12 @@ const (
 	// for confirmations, asking for the counters): the Manager holds its
 	// stats lock meanwhile.
 	refreshTimeout = time.Second
+	// handBack is how long JetStream waits before redelivering what a
+	// closing collector hands back. Close cancels the pull requests under
+	// way, but the server forgets one only once the client's unsubscribe
+	// reaches it; a record redelivered before that would go to the dead
+	// request and wait for AckWait.
+	handBack = time.Second
 	// recentSeqs is how many settled Seqs a reader remembers, so that a
 	// redelivery racing an acknowledgement is acknowledged again rather
 	// than delivered twice by the same collector.
@@ -227,7 +233,7 @@ func (r *reader) take(m js.Msg) {
 	r.mu.Lock()
 	if r.isClosed() {
 		r.mu.Unlock()
-		_ = m.Nak()
+		_ = m.NakWithDelay(handBack)
 		return
 	}
 	if e := r.holding(seq); e != nil {
@@ -453,8 +459,9 @@ func (r *reader) touch(idle time.Duration) {
 	}
 }
 
-// release hands what the collector holds back to JetStream for immediate
-// redelivery, to this or another collector; used by Close.
+// release hands what the collector holds back to JetStream, for
+// redelivery to this or another collector within a second rather than
+// after AckWait; used by Close.
 func (r *reader) release() {
 	r.mu.Lock()
 	entries := slices.AppendSeq(slices.Clone(r.buf), maps.Values(r.held))
@@ -464,7 +471,7 @@ func (r *reader) release() {
 	// In Seq order, so that they come again in that order.
 	slices.SortFunc(entries, func(a, b *entry) int { return cmp.Compare(a.rec.Seq, b.rec.Seq) })
 	for _, e := range entries {
-		_ = e.msg.Nak()
+		_ = e.msg.NakWithDelay(handBack)
 	}
 }
 
