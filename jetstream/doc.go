@@ -46,8 +46,8 @@
 // collector tells JetStream it is still working on it every AckWait/4.
 // When a collector dies, JetStream hands its unacknowledged records to
 // another collector after AckWait (30s by default), marked Redelivered.
-// When a collector shuts down, it hands back what it read and did not
-// settle, for redelivery a second later.
+// When a collector shuts down, it hands back at once what it read and did
+// not settle.
 //
 // Every collector that shares a stream must run the same integrations,
 // with the same names. A consumer that no collector reads holds records

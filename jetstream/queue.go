@@ -53,7 +53,7 @@ type Queue struct {
 	// of the consumer is older than the last one.
 	gen atomic.Uint64
 
-	// ctx is cancelled by Close; it ends fetches and start-up waits.
+	// ctx is cancelled by Close; it ends start-up waits and Stats.
 	ctx    context.Context
 	cancel context.CancelFunc
 	done   chan struct{} // closed by Close
@@ -572,11 +572,12 @@ func (q *Queue) Sync(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// Close implements [queue.Queue]. It sends the acknowledgements of what
-// was settled and waits (briefly) for JetStream to confirm them, hands the
+// Close implements [queue.Queue]. It waits for the pull requests under way
+// to end (a second at most), sends the acknowledgements of what was
+// settled and waits (briefly) for JetStream to confirm them, hands the
 // records read but not settled back to JetStream (another collector gets
-// them a second later, rather than after AckWait), and closes the
-// connections Open dialled. Close is idempotent.
+// them at once rather than after AckWait), and closes the connections
+// Open dialled. Close is idempotent.
 func (q *Queue) Close() error {
 	q.closeOnce.Do(func() {
 		q.mu.Lock()

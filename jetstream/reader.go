@@ -19,8 +19,10 @@ import (
 
 // Timings of a reader.
 const (
-	// pollWait is how long one pull request waits for records.
-	pollWait = 5 * time.Second
+	// pollWait is how long one pull request waits for records. Close
+	// waits for the requests under way to end: abandoning one would lose
+	// the records JetStream is sending it until AckWait.
+	pollWait = time.Second
 	// statsTTL is how long Stats reuses the consumer's counters when
 	// nothing has changed here (other collectors may have moved them).
 	statsTTL = 250 * time.Millisecond
@@ -31,12 +33,6 @@ const (
 	// for confirmations, asking for the counters): the Manager holds its
 	// stats lock meanwhile.
 	refreshTimeout = time.Second
-	// handBack is how long JetStream waits before redelivering what a
-	// closing collector hands back. Close cancels the pull requests under
-	// way, but the server forgets one only once the client's unsubscribe
-	// reaches it; a record redelivered before that would go to the dead
-	// request and wait for AckWait.
-	handBack = time.Second
 	// recentSeqs is how many settled Seqs a reader remembers, so that a
 	// redelivery racing an acknowledgement is acknowledged again rather
 	// than delivered twice by the same collector.
@@ -187,16 +183,17 @@ func (r *reader) fetchLoop() {
 			return
 		}
 		r.mu.Unlock()
-		ctx, cancel := context.WithTimeout(r.q.ctx, pollWait)
-		batch, err := r.cons.Fetch(n, js.FetchContext(ctx))
+		// JetStream ends the request after pollWait; the client waits a
+		// second more, so the request is never abandoned while records
+		// may be on their way.
+		batch, err := r.cons.Fetch(n, js.FetchMaxWait(pollWait))
 		if err == nil {
 			for m := range batch.Messages() {
 				r.take(m)
 			}
 			err = batch.Error()
 		}
-		cancel()
-		if err == nil || errors.Is(err, context.DeadlineExceeded) || r.isClosed() {
+		if err == nil || r.isClosed() {
 			failing = false
 			backoff = 100 * time.Millisecond
 			continue
@@ -233,7 +230,7 @@ func (r *reader) take(m js.Msg) {
 	r.mu.Lock()
 	if r.isClosed() {
 		r.mu.Unlock()
-		_ = m.NakWithDelay(handBack)
+		_ = m.Nak()
 		return
 	}
 	if e := r.holding(seq); e != nil {
@@ -460,8 +457,8 @@ func (r *reader) touch(idle time.Duration) {
 }
 
 // release hands what the collector holds back to JetStream, for
-// redelivery to this or another collector within a second rather than
-// after AckWait; used by Close.
+// redelivery to this or another collector at once rather than after
+// AckWait; used by Close, once no pull request is under way.
 func (r *reader) release() {
 	r.mu.Lock()
 	entries := slices.AppendSeq(slices.Clone(r.buf), maps.Values(r.held))
@@ -471,7 +468,7 @@ func (r *reader) release() {
 	// In Seq order, so that they come again in that order.
 	slices.SortFunc(entries, func(a, b *entry) int { return cmp.Compare(a.rec.Seq, b.rec.Seq) })
 	for _, e := range entries {
-		_ = e.msg.NakWithDelay(handBack)
+		_ = e.msg.Nak()
 	}
 }
 
