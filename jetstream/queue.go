@@ -49,8 +49,9 @@ type Queue struct {
 	maxBytes int64
 	maxMsg   int
 
-	// gen counts Appends, so that a reader's Stats knows its snapshot
-	// of the consumer is older than the last one.
+	// gen counts the records published, so that a reader's Stats knows
+	// its snapshot of the consumer is older than the last Append, and by
+	// how much.
 	gen atomic.Uint64
 
 	// ctx is cancelled by Close; it ends start-up waits and Stats.
@@ -497,7 +498,7 @@ func (q *Queue) Append(ctx context.Context, recs []queue.Record) error {
 			return queue.ErrClosed
 		}
 	}
-	q.gen.Add(1)
+	q.gen.Add(uint64(len(futures)))
 	if err != nil {
 		return q.appendError(err)
 	}

@@ -361,3 +361,22 @@ func FuzzConsumerName(f *testing.F) {
 }
 
 func utf8Valid(s string) bool { return strings.ToValidUTF8(s, "\uFFFD") == s }
+
+// TestStatsWhenUnreachable checks that a reader does not report an empty
+// backlog it cannot see: the Manager's Shutdown takes Unsettled == 0 for
+// "everything delivered".
+func TestStatsWhenUnreachable(t *testing.T) {
+	s := jetstreamtest.RunServer(t)
+	q, rs := mustOpen(t, &jetstream.Options{Servers: []string{s.ClientURL()}}, "a")
+	if st := rs[0].Stats(); st.Unsettled != 0 {
+		t.Fatalf("empty stream: %+v", st)
+	}
+	if err := q.Append(t.Context(), recs([]string{"a"}, "u1", "u2", "u3")); err != nil {
+		t.Fatal(err)
+	}
+	s.Shutdown()
+	s.WaitForShutdown()
+	if st := rs[0].Stats(); st.Unsettled < 3 {
+		t.Fatalf("three records appended and NATS gone: Stats says %d unsettled", st.Unsettled)
+	}
+}

@@ -84,10 +84,13 @@ type reader struct {
 
 // snapshot is the consumer's counters as of one request.
 type snapshot struct {
-	ok       bool
-	at       time.Time
-	gen      uint64 // Queue.gen when it was taken
-	acks     uint64 // acksSent when it was taken
+	at   time.Time // when it was taken, or last tried
+	gen  uint64    // Queue.gen when it was taken
+	acks uint64    // acksSent when it was taken
+	// failed is set when the last try to refresh it failed (NATS
+	// unreachable, the consumer without a leader): what happened since is
+	// not known.
+	failed bool
 	floor    uint64 // AckFloor.Stream
 	pending  uint64 // NumPending: not yet delivered to any collector
 	inFlight int    // NumAckPending: delivered, not acknowledged
@@ -98,7 +101,12 @@ type snapshot struct {
 }
 
 func newReader(q *Queue, name string, c js.Consumer) *reader {
+	info := c.CachedInfo()
 	return &reader{
+		snap: snapshot{
+			at: time.Now(), gen: q.gen.Load(),
+			floor: info.AckFloor.Stream, pending: info.NumPending, inFlight: info.NumAckPending,
+		},
 		q:        q,
 		name:     name,
 		cons:     c,
@@ -503,16 +511,18 @@ func (r *reader) stale() bool {
 	acks := r.acksSent
 	r.mu.Unlock()
 	s := r.snap
-	return !s.ok || s.gen != r.q.gen.Load() || s.acks != acks || time.Since(s.at) > statsTTL
+	if time.Since(s.at) > statsTTL {
+		return true
+	}
+	// After a failure, try again only once statsTTL has passed.
+	return !s.failed && (s.gen != r.q.gen.Load() || s.acks != acks)
 }
 
 // refresh takes a new snapshot. statsMu is held.
 func (r *reader) refresh() {
 	gen := r.q.gen.Load()
 	if r.q.cnc.Status() != nats.CONNECTED {
-		if r.snap.ok {
-			r.snap.at = time.Now() // keep the last counters; ask again later
-		}
+		r.snap.at, r.snap.failed = time.Now(), true // keep the last counters; ask again later
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.q.ctx, refreshTimeout)
@@ -527,11 +537,11 @@ func (r *reader) refresh() {
 	info, err := r.cons.Info(ctx)
 	if err != nil {
 		r.q.log.Debug("jetstream: stats: consumer info", slog.String("integration", r.name), slog.Any("error", err))
-		r.snap.at = time.Now()
+		r.snap.at, r.snap.failed = time.Now(), true
 		return
 	}
 	s := snapshot{
-		ok: true, at: time.Now(), gen: gen, acks: acks,
+		at: time.Now(), gen: gen, acks: acks,
 		floor: info.AckFloor.Stream, pending: info.NumPending, inFlight: info.NumAckPending,
 		oldestSeq: r.snap.oldestSeq, oldest: r.snap.oldest,
 	}
@@ -592,6 +602,7 @@ func (r *reader) readAhead() {
 // statsMu is held.
 func (r *reader) compute() queue.ReaderStats {
 	s := r.snap
+	gen := r.q.gen.Load()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	local := len(r.held) + len(r.buf)
@@ -610,7 +621,15 @@ func (r *reader) compute() queue.ReaderStats {
 	for _, e := range r.buf {
 		each(e)
 	}
-	st := queue.ReaderStats{Cursor: s.floor + 1, Unsettled: max(int(s.pending)+s.inFlight, local), Bytes: localBytes}
+	// The counters, moved by what happened here since they were read:
+	// records appended (for this integration or not) and acknowledged.
+	// When they could not be read, Unsettled is at least 1 if anything
+	// happened since: the Manager must not take a failure for "drained".
+	est := int(s.pending) + s.inFlight + int(gen-s.gen) - int(r.acksSent-s.acks)
+	if s.failed && (gen != s.gen || r.acksSent != s.acks) {
+		est = max(est, 1)
+	}
+	st := queue.ReaderStats{Cursor: s.floor + 1, Unsettled: max(est, local), Bytes: localBytes}
 	if r.q.cnc.IsClosed() {
 		// The connection is gone for good: JetStream hands what others
 		// hold to other collectors; only what is held here is known.
