@@ -90,7 +90,7 @@ type snapshot struct {
 	// failed is set when the last try to refresh it failed (NATS
 	// unreachable, the consumer without a leader): what happened since is
 	// not known.
-	failed bool
+	failed   bool
 	floor    uint64 // AckFloor.Stream
 	pending  uint64 // NumPending: not yet delivered to any collector
 	inFlight int    // NumAckPending: delivered, not acknowledged
