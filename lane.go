@@ -44,9 +44,13 @@ type lane struct {
 	// retry waits end, and workers stop calling the integration.
 	ctx    context.Context
 	cancel context.CancelCauseFunc
-	// stop ends the feeder and the workers once the lane has drained.
-	stop     chan struct{}
-	stopOnce sync.Once
+	// stop ends the feeder and the workers once the lane has drained;
+	// feedStop ends the feeder alone, so that Shutdown with a durable queue
+	// delivers what the lane holds and leaves the rest in the queue.
+	stop         chan struct{}
+	stopOnce     sync.Once
+	feedStop     chan struct{}
+	feedStopOnce sync.Once
 	wg       sync.WaitGroup
 
 	initDone chan struct{} // closed once Init has succeeded (or the lane stopped)
@@ -123,6 +127,7 @@ func newLane(m *Manager, in Integration, d Delivery) *lane {
 		d:        d,
 		policy:   retry.Policy{MaxAttempts: d.Retry.MaxAttempts, Initial: d.Retry.InitialBackoff, Max: d.Retry.MaxBackoff, MaxElapsed: d.Retry.MaxElapsedTime},
 		stop:     make(chan struct{}),
+		feedStop: make(chan struct{}),
 		initDone: make(chan struct{}),
 		held:     map[uint64]*item{},
 		users:    map[string]*userQ{},
@@ -222,7 +227,10 @@ func (l *lane) feed() {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() {
-		<-l.stop
+		select {
+		case <-l.stop:
+		case <-l.feedStop:
+		}
 		cancel()
 	}()
 	for {
@@ -487,7 +495,23 @@ func (l *lane) retryWait(it *item, err error) (time.Duration, bool) {
 
 // drained reports whether every record of the integration in the queue is
 // settled.
-func (l *lane) drained() bool { return l.reader.Stats().Unsettled == 0 }
+func (l *lane) drained() bool {
+	if l.m.durable {
+		// The rest waits in the queue, which another collector may be
+		// reading too: what matters is what this lane holds.
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return len(l.held) == 0
+	}
+	return l.reader.Stats().Unsettled == 0
+}
+
+// stopFeeding ends the feeder: the lane reads nothing more from the queue.
+func (l *lane) stopFeeding() { l.feedStopOnce.Do(func() { close(l.feedStop) }) }
+
+// recheck bounds a wait on moved: records may also be settled by another
+// collector reading a shared queue, which no local signal announces.
+const recheck = 250 * time.Millisecond
 
 // flushUpTo asks the batch collector to send, without waiting for the
 // interval, every batch that holds a record with a Seq up to last.
@@ -517,11 +541,15 @@ func (l *lane) waitSettled(ctx context.Context, last uint64) error {
 		if l.reader.Stats().Cursor > last {
 			return nil
 		}
+		t := time.NewTimer(recheck)
 		select {
 		case <-moved:
+		case <-t.C:
 		case <-ctx.Done():
+			t.Stop()
 			return ctx.Err()
 		}
+		t.Stop()
 	}
 }
 
@@ -535,11 +563,15 @@ func (l *lane) waitDrained(ctx context.Context) error {
 			return nil
 		}
 		l.flushUpTo(math.MaxUint64)
+		t := time.NewTimer(recheck)
 		select {
 		case <-moved:
+		case <-t.C:
 		case <-ctx.Done():
+			t.Stop()
 			return ctx.Err()
 		}
+		t.Stop()
 	}
 }
 

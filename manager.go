@@ -488,9 +488,11 @@ func (m *Manager) Flush(ctx context.Context) error {
 }
 
 // Shutdown stops intake (Enqueue returns ErrClosed from then on), delivers
-// everything already accepted, flushes, closes the integrations that
-// implement [Closer], and closes the queue. Retries in progress go on until
-// they succeed or ctx ends.
+// everything already accepted (with a durable queue: what the lanes have
+// read from it; the rest waits in the queue for the next start, or for
+// another collector), flushes, closes the integrations that implement
+// [Closer], and closes the queue. Retries in progress go on until they
+// succeed or ctx ends.
 //
 // If ctx ends first, deliveries in flight are cancelled. With the memory
 // queue every event not delivered then goes to [Options.OnFailure]; with a
@@ -510,6 +512,12 @@ func (m *Manager) shutdown(ctx context.Context) error {
 	m.intake.Unlock() //nolint:staticcheck // an empty critical section: a barrier
 
 	var errs []error
+	if m.durable {
+		// Deliver what the lanes hold; the rest stays in the queue.
+		for _, l := range m.lanes {
+			l.stopFeeding()
+		}
+	}
 	drained := make(chan struct{})
 	go func() {
 		for _, l := range m.lanes {

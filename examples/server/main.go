@@ -38,6 +38,9 @@
 //	WEBHOOK_URL, WEBHOOK_SECRET, WEBHOOK_SIGNING, WEBHOOK_HEADERS, WEBHOOK_METHOD,
 //	WEBHOOK_BATCH_SIZE, WEBHOOK_MAX_BATCH_BYTES, WEBHOOK_TIMEOUT
 //	                       a webhook of your own; see integrations/webhook
+//	NATS_URL, NATS_CREDS, NATS_STREAM, NATS_REPLICAS
+//	                       keep accepted events in a NATS JetStream stream shared
+//	                       by several collectors; see jetstream
 //
 // It serves the Segment API at /v1, GET /healthz (liveness) and GET /readyz
 // (readiness, 503 with the reasons) on PORT, and GET /stats (the delivery

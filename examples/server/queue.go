@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/opentrackhq/opentrack"
 	"github.com/opentrackhq/opentrack/journal"
 	"github.com/opentrackhq/opentrack/queue"
 )
@@ -51,15 +52,13 @@ func queueFromEnv(ctx context.Context, getenv func(string) string, log *slog.Log
 		}
 		return j, nil
 	case "jetstream":
-		return jetstreamQueue(ctx, getenv)
+		q, err := jetstreamQueueFromEnv(ctx, getenv)
+		if errors.Is(err, opentrack.ErrNotConfigured) {
+			return nil, errors.New("OPENTRACK_QUEUE=jetstream: set NATS_URL to the NATS servers")
+		}
+		return q, err
 	}
 	return nil, fmt.Errorf("OPENTRACK_QUEUE: want journal, memory or jetstream, got %q", kind)
-}
-
-// jetstreamQueue opens the JetStream queue; it is replaced when the
-// jetstream package is built in.
-var jetstreamQueue = func(context.Context, func(string) string) (queue.Queue, error) {
-	return nil, errors.New("OPENTRACK_QUEUE=jetstream: this build has no JetStream support")
 }
 
 // parseBytes reads a size: a number of bytes, or one with a unit (KB, MB,
