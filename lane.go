@@ -495,16 +495,14 @@ func (l *lane) retryWait(it *item, err error) (time.Duration, bool) {
 
 // drained reports whether every record of the integration in the queue is
 // settled.
-func (l *lane) drained() bool {
-	if l.m.durable {
-		// The rest waits in the queue, which another collector may be
-		// reading too: what matters is what this lane holds.
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		return len(l.held) == 0
-	}
-	return l.reader.Stats().Unsettled == 0
-}
+func (l *lane) drained() bool { return l.reader.Stats().Unsettled == 0 }
+
+// durableIdle is how long Shutdown goes on delivering from a durable queue
+// after the last record settled: while the destination takes events the
+// queue is drained, and once it stops (down, or retrying) what is left
+// stays in the queue for the next start instead of holding Shutdown up to
+// its deadline.
+const durableIdle = time.Second
 
 // stopFeeding ends the feeder: the lane reads nothing more from the queue.
 func (l *lane) stopFeeding() { l.feedStopOnce.Do(func() { close(l.feedStop) }) }
@@ -553,8 +551,10 @@ func (l *lane) waitSettled(ctx context.Context, last uint64) error {
 	}
 }
 
-// waitDrained waits until every record of the integration is settled.
+// waitDrained waits until every record of the integration is settled or,
+// with a durable queue, until none has settled for durableIdle.
 func (l *lane) waitDrained(ctx context.Context) error {
+	lastMove := time.Now()
 	for {
 		l.mu.Lock()
 		moved := l.moved
@@ -562,10 +562,14 @@ func (l *lane) waitDrained(ctx context.Context) error {
 		if l.drained() {
 			return nil
 		}
+		if l.m.durable && time.Since(lastMove) > durableIdle {
+			return nil
+		}
 		l.flushUpTo(math.MaxUint64)
 		t := time.NewTimer(recheck)
 		select {
 		case <-moved:
+			lastMove = time.Now()
 		case <-t.C:
 		case <-ctx.Done():
 			t.Stop()

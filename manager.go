@@ -488,11 +488,12 @@ func (m *Manager) Flush(ctx context.Context) error {
 }
 
 // Shutdown stops intake (Enqueue returns ErrClosed from then on), delivers
-// everything already accepted (with a durable queue: what the lanes have
-// read from it; the rest waits in the queue for the next start, or for
-// another collector), flushes, closes the integrations that implement
-// [Closer], and closes the queue. Retries in progress go on until they
-// succeed or ctx ends.
+// everything already accepted, flushes, closes the integrations that
+// implement [Closer], and closes the queue. Retries in progress go on until
+// they succeed or ctx ends. With a durable queue it stops delivering once no
+// event has been delivered for a second (a destination down, or retrying):
+// what is left waits in the queue for the next start, or for another
+// collector, instead of holding Shutdown up to its deadline.
 //
 // If ctx ends first, deliveries in flight are cancelled. With the memory
 // queue every event not delivered then goes to [Options.OnFailure]; with a
@@ -512,12 +513,6 @@ func (m *Manager) shutdown(ctx context.Context) error {
 	m.intake.Unlock() //nolint:staticcheck // an empty critical section: a barrier
 
 	var errs []error
-	if m.durable {
-		// Deliver what the lanes hold; the rest stays in the queue.
-		for _, l := range m.lanes {
-			l.stopFeeding()
-		}
-	}
 	drained := make(chan struct{})
 	go func() {
 		for _, l := range m.lanes {
@@ -538,9 +533,13 @@ func (m *Manager) shutdown(ctx context.Context) error {
 			l.stopTimers()
 		}
 	} else {
-		// Delivered: what may still run is an Init that never succeeded.
+		// Delivered (or, with a durable queue, delivering no more): what
+		// may still run is an Init that never succeeded, or a call whose
+		// event then stays in the durable queue.
 		for _, l := range m.lanes {
+			l.stopFeeding()
 			l.cancel(ErrClosed)
+			l.stopTimers()
 		}
 	}
 	for _, l := range m.lanes {
@@ -562,15 +561,14 @@ func (m *Manager) shutdown(ctx context.Context) error {
 			m.log.Error("opentrack: integration calls still running after the shutdown deadline; Close may run alongside them")
 		}
 	}
-	if ctx.Err() != nil {
-		for _, l := range m.lanes {
-			if m.durable {
-				if n := l.reader.Stats().Unsettled; n > 0 {
-					m.log.Warn("opentrack: events left in the queue for the next start",
-						slog.String("integration", l.name), slog.Int("events", n))
-				}
-				continue
+	for _, l := range m.lanes {
+		switch {
+		case m.durable:
+			if n := l.reader.Stats().Unsettled; n > 0 {
+				m.log.Warn("opentrack: events left in the queue for the next start",
+					slog.String("integration", l.name), slog.Int("events", n))
 			}
+		case ctx.Err() != nil:
 			// Nothing accepted leaves Shutdown unaccounted for.
 			l.failPending(context.Cause(l.ctx))
 		}

@@ -70,6 +70,9 @@ func TestKilledServerLosesNothingAccepted(t *testing.T) {
 					said = true
 					listening <- true
 				}
+				if raceReport(sc.Text()) {
+					t.Log(sc.Text())
+				}
 			}
 			if !said {
 				listening <- false
@@ -183,4 +186,19 @@ func TestKilledServerLosesNothingAccepted(t *testing.T) {
 	if torn > 0 {
 		t.Errorf("%d lines of the sink are not JSON", torn)
 	}
+}
+
+// inRace is set while a child's race report is being copied to the log.
+var inRace atomic.Bool
+
+// raceReport reports whether a line of a child's stderr belongs to a report
+// of the race detector, which the test then shows.
+func raceReport(line string) bool {
+	switch {
+	case strings.Contains(line, "WARNING: DATA RACE"):
+		inRace.Store(true)
+	case strings.HasPrefix(line, "=================="):
+		return inRace.Swap(false)
+	}
+	return inRace.Load()
 }
