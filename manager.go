@@ -249,6 +249,8 @@ func (m *Manager) Enqueue(ctx context.Context, events ...spec.Event) error {
 		if e == nil {
 			return errors.New("opentrack: Enqueue of a nil event")
 		}
+	}
+	for _, e := range events {
 		targets := m.route(e)
 		if len(targets) == 0 {
 			routed = append(routed, nil)

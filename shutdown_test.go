@@ -77,3 +77,20 @@ func TestDuplicateOfAnAppendInProgressSharesItsOutcome(t *testing.T) {
 		t.Errorf("the retry of an event whose append failed = %v, want the same failure", err)
 	}
 }
+
+// TestEnqueueOfANilEventLeavesNoFlight: a call refused for a nil event
+// reserves nothing: the same messageId is accepted by the next call.
+func TestEnqueueOfANilEventLeavesNoFlight(t *testing.T) {
+	a := newRecorder("A")
+	m := newManager(t, opentrack.Options{Integrations: []opentrack.Integration{a}})
+	if err := m.Enqueue(t.Context(), track("x"), nil); err == nil {
+		t.Fatal("Enqueue with a nil event: no error")
+	}
+	if err := m.Enqueue(t.Context(), track("x")); err != nil {
+		t.Fatal(err)
+	}
+	flush(t, m)
+	if n := a.IDs()["x"]; n != 1 {
+		t.Errorf("x delivered %d times, want 1", n)
+	}
+}
