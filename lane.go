@@ -51,7 +51,7 @@ type lane struct {
 	stopOnce     sync.Once
 	feedStop     chan struct{}
 	feedStopOnce sync.Once
-	wg       sync.WaitGroup
+	wg           sync.WaitGroup
 
 	initDone chan struct{} // closed once Init has succeeded (or the lane stopped)
 
@@ -293,10 +293,13 @@ func (l *lane) waitRoom(ctx context.Context) int {
 	for {
 		l.mu.Lock()
 		n := l.d.QueueSize - len(l.held)
-		full := n <= 0 || l.heldBytes >= l.d.QueueBytes
+		room := l.d.QueueBytes - l.heldBytes
+		full := n <= 0 || room <= 0
 		l.mu.Unlock()
 		if !full {
-			return min(n, readChunk)
+			// However large the events, a read cannot take the window
+			// much past its bytes: each holds at most MaxEventMemory.
+			return max(1, min(n, readChunk, int(room/spec.MaxEventMemory)))
 		}
 		select {
 		case <-l.room:

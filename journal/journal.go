@@ -107,7 +107,7 @@ func Open(dir string, opts *Options) (*Journal, error) {
 		dirty:       make(chan struct{}, 1),
 		persistDone: make(chan struct{}),
 		notify:      make(chan struct{}),
-		tail:        newTail(o.TailRecords),
+		tail:        newTail(o.TailRecords, o.TailBytes),
 		seen:        map[corruptAt]bool{},
 	}
 	if err := j.recover(); err != nil {

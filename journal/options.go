@@ -17,6 +17,9 @@ const (
 	// DefaultTailRecords is how many of the newest records stay in memory
 	// for readers that keep up.
 	DefaultTailRecords = 1024
+	// DefaultTailBytes bounds the memory the events of the tail hold, as
+	// spec counts it: 16 MiB.
+	DefaultTailBytes = 16 << 20
 	// DefaultReadAhead is how many records a reader that is behind reads
 	// from disk at a time, at most.
 	DefaultReadAhead = 256
@@ -51,6 +54,10 @@ type Options struct {
 	// are the events given to Append, shared, not copies. Default
 	// DefaultTailRecords.
 	TailRecords int
+	// TailBytes bounds the memory the tail's events hold (as
+	// spec.Common.Size counts it), so that large events cannot make it
+	// hold more. Default DefaultTailBytes.
+	TailBytes int64
 	// ReadAhead is how many records a reader that is behind reads from
 	// disk, decodes and holds at a time, at most. Default DefaultReadAhead.
 	ReadAhead int
@@ -78,6 +85,8 @@ func (o *Options) withDefaults() (Options, error) {
 		return r, configError("SegmentBytes", "must not be negative")
 	case r.TailRecords < 0:
 		return r, configError("TailRecords", "must not be negative")
+	case r.TailBytes < 0:
+		return r, configError("TailBytes", "must not be negative")
 	case r.ReadAhead < 0:
 		return r, configError("ReadAhead", "must not be negative")
 	case r.CursorInterval < 0:
@@ -97,6 +106,9 @@ func (o *Options) withDefaults() (Options, error) {
 	}
 	if r.TailRecords == 0 {
 		r.TailRecords = DefaultTailRecords
+	}
+	if r.TailBytes == 0 {
+		r.TailBytes = DefaultTailBytes
 	}
 	if r.ReadAhead == 0 {
 		r.ReadAhead = DefaultReadAhead

@@ -20,6 +20,11 @@ import (
 // whole segment.
 const scanLimit = 4 << 20
 
+// readAheadBytes bounds the memory the events a reader reads ahead from
+// disk hold (as spec counts it), whatever their number: large events,
+// which decode to many times their size, fill it sooner.
+const readAheadBytes = 8 << 20
+
 // reader is one integration's [queue.Reader].
 //
 // Its position, pos, is the next Seq it looks at: every record below it
@@ -232,7 +237,8 @@ func (r *reader) fill() (int, error) {
 	var dropped int
 	var droppedBytes int64
 	scanned := 0
-	for len(got) < j.opts.ReadAhead && scanned < scanLimit {
+	var held int64 // memory the decoded events hold
+	for len(got) < j.opts.ReadAhead && scanned < scanLimit && held < readAheadBytes {
 		f, err := r.fr.next()
 		if err == io.EOF {
 			break
@@ -262,6 +268,7 @@ func (r *reader) fill() (int, error) {
 			continue
 		}
 		e.Fields().ReceivedAt = h.ReceivedAt
+		held += int64(e.Fields().Size())
 		got = append(got, queue.Record{
 			Seq:         f.seq,
 			Event:       e,
