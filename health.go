@@ -3,6 +3,7 @@ package opentrack
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/opentrackhq/opentrack/queue"
 	"net/http"
 	"strconv"
 	"time"
@@ -92,8 +93,29 @@ func (m *Manager) StatsHandler() http.Handler {
 				out[i].Error = s.Err.Error()
 			}
 		}
-		writeHealth(w, r, http.StatusOK, out)
+		body := statsPage{Integrations: out, Unrouted: m.Unrouted()}
+		if st, ok := m.q.(queue.Storage); ok {
+			body.Queue = &queueBody{Bytes: st.Size()}
+			if oldest := st.Oldest(); !oldest.IsZero() {
+				body.Queue.OldestAgeSeconds = time.Since(oldest).Seconds()
+			}
+		}
+		writeHealth(w, r, http.StatusOK, body)
 	})
+}
+
+// statsPage is what StatsHandler shows.
+type statsPage struct {
+	Integrations []statsBody `json:"integrations"`
+	Unrouted     uint64      `json:"unrouted"`
+	Queue        *queueBody  `json:"queue,omitempty"`
+}
+
+// queueBody is what a queue with storage holds: its bytes, and the age of
+// its oldest record.
+type queueBody struct {
+	Bytes            int64   `json:"bytes"`
+	OldestAgeSeconds float64 `json:"oldestAgeSeconds"`
 }
 
 // statsBody is one integration's counters as StatsHandler shows them.

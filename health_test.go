@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/opentrackhq/opentrack"
+	"github.com/opentrackhq/opentrack/journal"
 	"github.com/opentrackhq/opentrack/spec"
 )
 
@@ -183,10 +184,14 @@ func TestStatsHandler(t *testing.T) {
 	flush(t, m)
 	w := httptest.NewRecorder()
 	m.StatsHandler().ServeHTTP(w, httptest.NewRequest("GET", "/stats", nil))
-	var got []map[string]any
-	if err := json.Unmarshal(w.Body.Bytes(), &got); err != nil || w.Code != 200 {
+	var page struct {
+		Integrations []map[string]any `json:"integrations"`
+		Unrouted     *uint64          `json:"unrouted"`
+	}
+	if err := json.Unmarshal(w.Body.Bytes(), &page); err != nil || w.Code != 200 || page.Unrouted == nil {
 		t.Fatalf("%d %s: %v", w.Code, w.Body, err)
 	}
+	got := page.Integrations
 	if len(got) != 1 || got[0]["integration"] != "A" || got[0]["ready"] != true || got[0]["accepted"] != float64(2) ||
 		got[0]["delivered"] != float64(1) || got[0]["failed"] != float64(1) || got[0]["queued"] != float64(0) {
 		t.Errorf("stats = %v", got)
@@ -195,5 +200,29 @@ func TestStatsHandler(t *testing.T) {
 	m.StatsHandler().ServeHTTP(w, httptest.NewRequest("HEAD", "/stats", nil))
 	if w.Code != 200 || w.Body.Len() != 0 || w.Header().Get("Content-Length") == "" {
 		t.Errorf("HEAD: %d, %d bytes, headers %v", w.Code, w.Body.Len(), w.Header())
+	}
+}
+
+// TestStatsShowTheJournal: with a journal, the stats page gives its size on
+// disk and the age of its oldest record.
+func TestStatsShowTheJournal(t *testing.T) {
+	j, err := journal.Open(t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := newManager(t, opentrack.Options{Integrations: []opentrack.Integration{newRecorder("A")}, Queue: j})
+	if err := m.Enqueue(t.Context(), track("m1")); err != nil {
+		t.Fatal(err)
+	}
+	w := httptest.NewRecorder()
+	m.StatsHandler().ServeHTTP(w, httptest.NewRequest("GET", "/stats", nil))
+	var page struct {
+		Queue *struct {
+			Bytes            int64   `json:"bytes"`
+			OldestAgeSeconds float64 `json:"oldestAgeSeconds"`
+		} `json:"queue"`
+	}
+	if err := json.Unmarshal(w.Body.Bytes(), &page); err != nil || page.Queue == nil || page.Queue.Bytes <= 0 {
+		t.Errorf("stats %s: want the journal's size", w.Body)
 	}
 }

@@ -116,6 +116,16 @@ type MessageIDLister interface {
 	RecentMessageIDs(n int) ([]string, error)
 }
 
+// Storage is implemented by a Queue that keeps its records in storage of
+// its own (the journal's segments), for the Manager's metrics and stats.
+type Storage interface {
+	// Size returns the bytes the queue's storage takes.
+	Size() int64
+	// Oldest returns when the oldest record still kept was appended; zero
+	// when the queue holds none.
+	Oldest() time.Time
+}
+
 // Reader hands out, in order, the records that target one integration, and
 // keeps that integration's cursor.
 type Reader interface {
