@@ -55,15 +55,16 @@ type lane struct {
 
 	initDone chan struct{} // closed once Init has succeeded (or the lane stopped)
 
-	mu        sync.Mutex
-	ready     bool
-	initErr   error                // the last Init error while not ready
-	held      map[uint64]*item     // read from the queue and not settled
-	heldBytes int64                // their sizes
-	users     map[string]*userQ    // per-user order, for non-batchers
-	timers    map[*time.Timer]bool // retry waits
-	moved     chan struct{}        // closed and replaced whenever a record settles
-	room      chan struct{}        // signalled when the window has room
+	mu            sync.Mutex
+	ready         bool
+	initErr       error                // the last Init error while not ready
+	held          map[uint64]*item     // read from the queue and not settled
+	heldBytes     int64                // their sizes
+	users         map[string]*userQ    // per-user order, for non-batchers
+	timers        map[*time.Timer]bool // retry waits
+	timersStopped bool
+	moved         chan struct{} // closed and replaced whenever a record settles
+	room          chan struct{} // signalled when the window has room
 
 	work      chan *userQ  // users with an event to deliver now
 	batchIn   chan []*item // from the feeder to the batch collector
@@ -420,6 +421,9 @@ func (l *lane) requeue(u *userQ) {
 func (l *lane) after(d time.Duration, fn func()) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.timersStopped {
+		return // Shutdown: the event stays held (reported, or kept by a durable queue)
+	}
 	var t *time.Timer
 	t = time.AfterFunc(d, func() {
 		l.mu.Lock()
@@ -439,6 +443,7 @@ func (l *lane) after(d time.Duration, fn func()) {
 func (l *lane) stopTimers() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.timersStopped = true
 	for t := range l.timers {
 		t.Stop()
 		delete(l.timers, t)
@@ -549,6 +554,12 @@ func (l *lane) waitSettled(ctx context.Context, last uint64) error {
 		case <-ctx.Done():
 			t.Stop()
 			return ctx.Err()
+		case <-l.m.done:
+			t.Stop()
+			if l.reader.Stats().Cursor > last {
+				return nil
+			}
+			return ErrClosed
 		}
 		t.Stop()
 	}

@@ -59,6 +59,8 @@ type Manager struct {
 	hooks gate
 
 	tel *telemetry
+
+	done chan struct{} // closed when Shutdown has finished
 }
 
 // flight is the outcome of an Append that events are waiting on.
@@ -130,7 +132,7 @@ func New(opts Options) (*Manager, error) {
 	if len(opts.Integrations) > maxIntegrations {
 		return nil, &ConfigError{"Integrations", fmt.Sprintf("at most %d integrations are supported", maxIntegrations)}
 	}
-	m := &Manager{log: opts.Logger, onFailure: opts.OnFailure, q: opts.Queue}
+	m := &Manager{log: opts.Logger, onFailure: opts.OnFailure, q: opts.Queue, done: make(chan struct{})}
 	if m.log == nil {
 		m.log = slog.Default()
 	}
@@ -237,82 +239,110 @@ func (m *Manager) Enqueue(ctx context.Context, events ...spec.Event) error {
 	if len(events) == 0 {
 		return nil
 	}
-	recs := make([]queue.Record, 0, len(events))
-	tp := traceParent(ctx)
-	var (
-		dups    []int
-		mine    []string  // messageIds this call is appending
-		waitFor []*flight // appends of the same messageIds in progress
-		routed  []spec.Event
-	)
 	for _, e := range events {
 		if e == nil {
 			return errors.New("opentrack: Enqueue of a nil event")
 		}
 	}
+	tp := traceParent(ctx)
+	var mine []string // messageIds this call reserved and has not landed
+	defer func() {
+		if mine != nil {
+			m.land(mine, errAborted) // a panic: waiting duplicates must not wait forever
+		}
+	}()
+again:
+	mine = nil
+	recs := make([]queue.Record, 0, len(events))
+	var (
+		dups     []int
+		inFlight []*flight // appends of the same messageIds in progress
+		unrouted int
+		here     map[string]bool // the ids of this call, for a batch of many
+	)
 	for _, e := range events {
 		targets := m.route(e)
 		if len(targets) == 0 {
-			routed = append(routed, nil)
+			unrouted++
 			continue
 		}
 		if id := e.Fields().MessageID; m.dedup != nil && id != "" {
+			if here == nil && len(events) > 1 {
+				here = make(map[string]bool, len(events))
+			}
+			if here[id] { // twice in this call
+				m.countDup(e, &dups)
+				continue
+			}
 			dup, f := m.reserve(id)
-			if dup || f != nil {
-				if f != nil {
-					waitFor = append(waitFor, f)
-				}
+			if f != nil {
+				inFlight = append(inFlight, f)
+				continue
+			}
+			if dup {
 				m.countDup(e, &dups)
 				continue
 			}
 			mine = append(mine, id)
+			if here != nil {
+				here[id] = true
+			}
 		}
 		recs = append(recs, queue.Record{Event: e, Targets: targets, TraceParent: tp})
+	}
+	if len(inFlight) > 0 {
+		// Another call is appending some of these events: release what
+		// this call reserved, wait for that outcome without holding any
+		// reservation (so two calls cannot wait on each other), and start
+		// over: what it accepted is then a duplicate, what it failed to
+		// append is this call's to append.
+		m.land(mine, errRetryReservation)
+		mine = nil
+		for _, f := range inFlight {
+			select {
+			case <-f.done:
+			case <-ctx.Done():
+				return m.enqueueError(ctx.Err())
+			}
+		}
+		goto again
 	}
 	var err error
 	if len(recs) > 0 {
 		err = m.q.Append(ctx, recs)
-		m.land(mine, err)
-	}
-	if err == nil {
-		// An event is a duplicate only if the append it duplicates
-		// succeeded; otherwise this request fails as that one did, and
-		// the sender's retry brings the event again.
-		for _, f := range waitFor {
-			select {
-			case <-f.done:
-				err = f.err
-			case <-ctx.Done():
-				err = ctx.Err()
+		if err == nil {
+			// Before the ids enter the dedup window: a duplicate that
+			// returns nil must be covered by a Flush that follows it.
+			last := recs[len(recs)-1].Seq
+			for {
+				old := m.lastSeq.Load()
+				if old >= last || m.lastSeq.CompareAndSwap(old, last) {
+					break
+				}
 			}
-			if err != nil {
-				break
+			for _, r := range recs {
+				m.count(r.Event, r.Targets)
 			}
 		}
 	}
+	m.land(mine, err)
+	mine = nil
 	if err != nil {
 		return m.enqueueError(err)
 	}
-	for _, r := range recs {
-		m.count(r.Event, r.Targets)
-	}
-	m.unrouted.Add(uint64(len(routed)))
+	m.unrouted.Add(uint64(unrouted))
 	for i, n := range dups {
 		if n > 0 {
 			m.lanes[i].deduplicated.Add(uint64(n))
 		}
 	}
-	if len(recs) > 0 {
-		last := recs[len(recs)-1].Seq
-		for {
-			old := m.lastSeq.Load()
-			if old >= last || m.lastSeq.CompareAndSwap(old, last) {
-				break
-			}
-		}
-	}
 	return nil
 }
+
+var (
+	errRetryReservation = errors.New("opentrack: reservation released")
+	errAborted          = errors.New("opentrack: enqueue aborted")
+)
 
 // reserve looks id up: dup when it was accepted within the dedup window, a
 // flight when an append of it is in progress, and neither when it is new,
@@ -517,9 +547,11 @@ func (m *Manager) shutdown(ctx context.Context) error {
 	var errs []error
 	drained := make(chan struct{})
 	go func() {
+		var wg sync.WaitGroup
 		for _, l := range m.lanes {
-			_ = l.waitDrained(ctx)
+			wg.Go(func() { _ = l.waitDrained(ctx) })
 		}
+		wg.Wait()
 		close(drained)
 	}()
 	select {
@@ -538,9 +570,10 @@ func (m *Manager) shutdown(ctx context.Context) error {
 		// Delivered (or, with a durable queue, delivering no more): what
 		// may still run is an Init that never succeeded, or a call whose
 		// event then stays in the durable queue.
+		// Calls in flight are not cancelled: they finish (or time out,
+		// or ctx ends) and settle what they deliver.
 		for _, l := range m.lanes {
 			l.stopFeeding()
-			l.cancel(ErrClosed)
 			l.stopTimers()
 		}
 	}
@@ -557,6 +590,10 @@ func (m *Manager) shutdown(ctx context.Context) error {
 	select {
 	case <-stopped:
 	case <-ctx.Done():
+		for _, l := range m.lanes {
+			l.cancel(fmt.Errorf("%w before delivery: %w", ErrClosed, context.Cause(ctx)))
+			l.stopTimers()
+		}
 		select {
 		case <-stopped:
 		case <-time.After(closeGrace):
@@ -600,6 +637,7 @@ func (m *Manager) shutdown(ctx context.Context) error {
 	if err := m.q.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("opentrack: closing the queue: %w", err))
 	}
+	close(m.done)
 	return errors.Join(errs...)
 }
 

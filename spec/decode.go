@@ -396,6 +396,10 @@ func (d *decoder) batchObject(raw []byte, name string) (map[string]any, *batchFi
 		d.errs = append(d.errs, fail...)
 		return nil, nil
 	}
+	if sc.mem > 4*MaxEventMemory {
+		d.add(name, "size", fmt.Sprintf("would hold about %d bytes of memory once decoded; the limit is %d", sc.mem, 4*MaxEventMemory))
+		return nil, nil
+	}
 	v, ok := d.rawValue(raw, name)
 	if !ok {
 		return nil, nil
