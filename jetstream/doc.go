@@ -59,7 +59,9 @@
 // Within a collector the Manager delivers each user's events in order.
 // Across collectors, one user's events may be delivered by two collectors
 // at once, and an event redelivered after a collector's death comes after
-// that user's later events.
+// that user's later events. Records handed back (a reader closed, an ack
+// wait passed) come again as JetStream redelivers them, not always in Seq
+// order, unlike the queue.Reader contract's first reading.
 //
 // # Stats
 //

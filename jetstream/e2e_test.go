@@ -297,7 +297,9 @@ func TestNATSUnreachable(t *testing.T) {
 	s := jetstreamtest.Start(t, jetstreamtest.Options(dir))
 	port := s.Addr().(*net.TCPAddr).Port
 	sk := newSink()
-	c := newCollector(t, &jetstream.Options{Servers: []string{s.ClientURL()}}, opentrack.Delivery{}, sk.integration("Sink"))
+	// Records a pull request had taken when NATS stopped come back after
+	// the ack wait: a short one keeps the test short.
+	c := newCollector(t, &jetstream.Options{Servers: []string{s.ClientURL()}, AckWait: 3 * time.Second}, opentrack.Delivery{}, sk.integration("Sink"))
 
 	var accepted []string
 	for i := range 10 {
