@@ -40,53 +40,13 @@ func TestKilledServerLosesNothingAccepted(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts and kills processes")
 	}
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
 	dir := t.TempDir()
 	sink := filepath.Join(dir, "events.jsonl")
 	addr := freeAddr(t)
 	_, port, _ := strings.Cut(addr, ":")
 	start := func() *exec.Cmd {
-		t.Helper()
-		cmd := exec.Command(exe)
-		cmd.Env = append(os.Environ(), crashChildEnv+"=1", "PORT="+port, "ADMIN_ADDR=127.0.0.1:0", "WRITE_KEY=wk",
+		return startChild(t, "PORT="+port, "ADMIN_ADDR=127.0.0.1:0", "WRITE_KEY=wk",
 			"OPENTRACK_DATA_DIR="+filepath.Join(dir, "data"), "OPENTRACK_FILE="+sink, "SHUTDOWN_TIMEOUT=20s")
-		stderr, err := cmd.StderrPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		// Wait for the server to listen: it logs a line saying so.
-		listening := make(chan bool, 1)
-		go func() {
-			sc := bufio.NewScanner(stderr)
-			said := false
-			for sc.Scan() {
-				if !said && strings.Contains(sc.Text(), "opentrack listening") {
-					said = true
-					listening <- true
-				}
-				if raceReport(sc.Text()) {
-					t.Log(sc.Text())
-				}
-			}
-			if !said {
-				listening <- false
-			}
-		}()
-		select {
-		case ok := <-listening:
-			if !ok {
-				t.Fatal("the server exited before listening")
-			}
-		case <-time.After(30 * time.Second):
-			t.Fatal("the server did not listen within 30s")
-		}
-		return cmd
 	}
 
 	var (
@@ -186,6 +146,53 @@ func TestKilledServerLosesNothingAccepted(t *testing.T) {
 	if torn > 0 {
 		t.Errorf("%d lines of the sink are not JSON", torn)
 	}
+}
+
+// startChild starts this test binary as the server, with env added to the
+// environment, and returns once it listens. The child's race reports, if
+// any, are copied to the test's log.
+func startChild(t *testing.T, env ...string) *exec.Cmd {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe)
+	cmd.Env = append(append(os.Environ(), crashChildEnv+"=1"), env...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Wait for the server to listen: it logs a line saying so.
+	listening := make(chan bool, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		said := false
+		for sc.Scan() {
+			if !said && strings.Contains(sc.Text(), "opentrack listening") {
+				said = true
+				listening <- true
+			}
+			if raceReport(sc.Text()) {
+				t.Log(sc.Text())
+			}
+		}
+		if !said {
+			listening <- false
+		}
+	}()
+	select {
+	case ok := <-listening:
+		if !ok {
+			t.Fatal("the server exited before listening")
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the server did not listen within 30s")
+	}
+	return cmd
 }
 
 // inRace is set while a child's race report is being copied to the log.

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -47,44 +46,13 @@ func TestLongOutageThenKill(t *testing.T) {
 	}))
 	defer stand.Close()
 
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
 	dir := t.TempDir()
 	addr := freeAddr(t)
 	_, port, _ := strings.Cut(addr, ":")
 	start := func() *exec.Cmd {
-		t.Helper()
-		cmd := exec.Command(exe)
-		cmd.Env = append(os.Environ(), crashChildEnv+"=1", "PORT="+port, "ADMIN_ADDR=127.0.0.1:0", "WRITE_KEY=wk",
+		return startChild(t, "PORT="+port, "ADMIN_ADDR=127.0.0.1:0", "WRITE_KEY=wk",
 			"OPENTRACK_DATA_DIR="+filepath.Join(dir, "data"), "CUSTOMERIO_SITE_ID=site", "CUSTOMERIO_API_KEY=key",
 			"CUSTOMERIO_TRACK_URL="+stand.URL, "SHUTDOWN_TIMEOUT=5s")
-		stderr, err := cmd.StderrPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		listening := make(chan bool, 1)
-		go func() {
-			sc := bufio.NewScanner(stderr)
-			said := false
-			for sc.Scan() {
-				if !said && strings.Contains(sc.Text(), "opentrack listening") {
-					said = true
-					listening <- true
-				}
-			}
-			if !said {
-				listening <- false
-			}
-		}()
-		if !<-listening {
-			t.Fatal("the server exited before listening")
-		}
-		return cmd
 	}
 
 	var (
