@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/opentrackhq/opentrack"
+	"github.com/opentrackhq/opentrack/journal"
 	"github.com/opentrackhq/opentrack/queue"
 	"github.com/opentrackhq/opentrack/spec"
 )
@@ -37,9 +38,8 @@ func (g idGatedQueue) Append(ctx context.Context, recs []queue.Record) error {
 	return g.Memory.Append(ctx, recs)
 }
 
-// R1: an Enqueue whose own records were appended returns an error because a
-// duplicate it waited on failed: "all or nothing" broken, Accepted not
-// counted, events delivered anyway.
+// An Enqueue that waits on a duplicate whose append fails does not append
+// its own events and then return that failure: all or nothing, counted.
 func TestRegressionWaiterFailsAfterItsOwnAppend(t *testing.T) {
 	q := idGatedQueue{Memory: queue.NewMemory(nil), gate: "dup", entered: make(chan struct{}, 2), release: make(chan struct{}), fail: true}
 	a := newRecorder("A")
@@ -61,36 +61,48 @@ func TestRegressionWaiterFailsAfterItsOwnAppend(t *testing.T) {
 	}
 }
 
-// R2: a Flush in progress when a durable Shutdown leaves records queued never
-// returns (here: bounded by the test's 5 s watchdog).
-func TestRegressionFlushHangsAcrossDurableShutdown(t *testing.T) {
-	down := opentrack.Func("Down", func(ctx context.Context, e spec.Event) error { return errTransient })
-	q := durableMemory{queue.NewMemory(nil)}
-	m, err := opentrack.New(opentrack.Options{Integrations: []opentrack.Integration{down}, Queue: q, Logger: quietLogger()})
-	if err != nil {
-		t.Fatal(err)
+// A Flush in progress when a durable Shutdown leaves records queued
+// returns once Shutdown is done, with the memory queue said durable and with
+// the journal.
+func TestRegressionFlushReturnsAcrossDurableShutdown(t *testing.T) {
+	queues := map[string]func(t *testing.T) queue.Queue{
+		"durable memory": func(*testing.T) queue.Queue { return durableMemory{queue.NewMemory(nil)} },
+		"journal": func(t *testing.T) queue.Queue {
+			j, err := journal.Open(t.TempDir(), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return j
+		},
 	}
-	if err := m.Enqueue(t.Context(), track("x")); err != nil {
-		t.Fatal(err)
-	}
-	flushed := make(chan error, 1)
-	go func() { flushed <- m.Flush(context.Background()) }()
-	time.Sleep(50 * time.Millisecond)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	start := time.Now()
-	serr := m.Shutdown(ctx)
-	t.Logf("Shutdown = %v after %v", serr, time.Since(start))
-	select {
-	case err := <-flushed:
-		t.Logf("Flush = %v", err)
-	case <-time.After(5 * time.Second):
-		t.Errorf("Flush(context.Background()) still blocked 5 s after Shutdown returned")
+	for name, open := range queues {
+		t.Run(name, func(t *testing.T) {
+			down := opentrack.Func("Down", func(ctx context.Context, e spec.Event) error { return errTransient })
+			m, err := opentrack.New(opentrack.Options{Integrations: []opentrack.Integration{down}, Queue: open(t), Logger: quietLogger()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := m.Enqueue(t.Context(), track("x")); err != nil {
+				t.Fatal(err)
+			}
+			flushed := make(chan error, 1)
+			go func() { flushed <- m.Flush(context.Background()) }()
+			time.Sleep(50 * time.Millisecond)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			t.Logf("Shutdown = %v", m.Shutdown(ctx))
+			select {
+			case err := <-flushed:
+				t.Logf("Flush = %v", err)
+			case <-time.After(5 * time.Second):
+				t.Errorf("Flush(context.Background()) still blocked 5 s after Shutdown returned")
+			}
+		})
 	}
 }
 
-// R3: a durable Shutdown cancels a call that is progressing but takes longer
-// than durableIdle, and cuts a healthy slow destination off.
+// A durable Shutdown does not cancel a call to a healthy destination that
+// takes longer than durableIdle: it lets the call finish and the event land.
 func TestRegressionDurableShutdownCancelsSlowHealthyCall(t *testing.T) {
 	var cancelled, delivered atomic.Int32
 	slow := opentrack.Func("Slow", func(ctx context.Context, e spec.Event) error {
@@ -123,7 +135,8 @@ func TestRegressionDurableShutdownCancelsSlowHealthyCall(t *testing.T) {
 	}
 }
 
-// R4: the durable idle second is spent lane after lane.
+// A durable Shutdown spends its idle second on all lanes at once, not lane
+// after lane.
 func TestRegressionDurableIdleIsPerLaneSequential(t *testing.T) {
 	var ins []opentrack.Integration
 	for i := range 6 {
@@ -148,9 +161,9 @@ func TestRegressionDurableIdleIsPerLaneSequential(t *testing.T) {
 	}
 }
 
-// R5: a duplicate accepted (nil) because its original landed, followed by
-// Flush: Flush returns before the original's record is delivered, since
-// the original's Enqueue has not yet raised lastSeq.
+// A Flush after a duplicate was answered nil covers the original's record:
+// the original's Enqueue raises lastSeq before the id enters the dedup
+// window.
 func TestRegressionFlushEarlyAfterDuplicate(t *testing.T) {
 	q := idGatedQueue{Memory: queue.NewMemory(nil), gate: "y", entered: make(chan struct{}, 2), release: make(chan struct{})}
 	hold := make(chan struct{})

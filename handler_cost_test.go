@@ -11,6 +11,8 @@ import (
 	"github.com/opentrackhq/opentrack"
 )
 
+// A request with a wrong write key and a batch-level context built to decode
+// into far more memory than its bytes is refused having allocated little.
 func TestRegressionUnauthenticatedBatchContextAmplification(t *testing.T) {
 	m := newManager(t, opentrack.Options{Integrations: []opentrack.Integration{newRecorder("A")}})
 	h := opentrack.NewHandler(m, &opentrack.HandlerOptions{WriteKeys: []string{"secret"}, Logger: quietLogger()})

@@ -9,8 +9,8 @@ import (
 	"github.com/opentrackhq/opentrack/spec"
 )
 
-// R6: a panic inside Enqueue after a messageId was reserved leaves its flight
-// in the map forever: every later Enqueue of that id blocks until its ctx ends.
+// A panic inside Enqueue after a messageId was reserved releases the
+// reservation: a later Enqueue of that id is not held up.
 func TestRegressionPanicLeavesFlight(t *testing.T) {
 	m := newManager(t, opentrack.Options{Integrations: []opentrack.Integration{newRecorder("A")}})
 	func() {
@@ -28,7 +28,7 @@ func TestRegressionPanicLeavesFlight(t *testing.T) {
 	}
 }
 
-// R6b: ... and Shutdown then hangs past its ctx behind that Enqueue.
+// After such a panic Shutdown still returns within its context.
 func TestRegressionPanicLeavesFlightShutdownHangs(t *testing.T) {
 	m, err := opentrack.New(opentrack.Options{Integrations: []opentrack.Integration{newRecorder("A")}, Logger: quietLogger()})
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"github.com/opentrackhq/opentrack/queue"
 	"log/slog"
 	"strings"
 	"time"
@@ -195,18 +196,10 @@ func (o *Options) withDefaults() (Options, error) {
 	return r, nil
 }
 
-// ConfigError reports an invalid field of [Options], or a stream or
-// consumer found with settings that do not match them. It has the shape of
-// opentrack.ConfigError; the queue does not import the root package, which
-// sits above the queues.
-type ConfigError struct {
-	// Field names the option, such as "jetstream.Options.Replicas".
-	Field string
-	// Reason says what is wrong with it.
-	Reason string
-}
-
-func (e *ConfigError) Error() string { return "jetstream: invalid " + e.Field + ": " + e.Reason }
+// ConfigError reports an invalid field of [Options], or a stream or consumer
+// found with settings that do not match them: a [queue.ConfigError], whose
+// Field starts with "jetstream.Options.".
+type ConfigError = queue.ConfigError
 
 func configError(field, reason string) error {
 	return &ConfigError{Field: "jetstream.Options." + field, Reason: reason}

@@ -2,6 +2,7 @@ package journal
 
 import (
 	"fmt"
+	"github.com/opentrackhq/opentrack/queue"
 	"log/slog"
 	"time"
 )
@@ -122,17 +123,9 @@ func (o *Options) withDefaults() (Options, error) {
 	return r, nil
 }
 
-// ConfigError reports an invalid field of [Options]. It has the shape of
-// opentrack.ConfigError; the journal does not import the root package, which
-// sits above the queues.
-type ConfigError struct {
-	// Field names the option, such as "journal.Options.MaxBytes".
-	Field string
-	// Reason says what is wrong with it.
-	Reason string
-}
-
-func (e *ConfigError) Error() string { return "journal: invalid " + e.Field + ": " + e.Reason }
+// ConfigError reports an invalid field of [Options]: a [queue.ConfigError],
+// whose Field starts with "journal.Options.".
+type ConfigError = queue.ConfigError
 
 func configError(field, reason string) error {
 	return &ConfigError{Field: "journal.Options." + field, Reason: reason}

@@ -24,6 +24,7 @@ package queue
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/opentrackhq/opentrack/spec"
@@ -41,6 +42,22 @@ var (
 	// ErrClosed means the queue, or the reader, is closed.
 	ErrClosed = errors.New("queue: closed")
 )
+
+// ConfigError reports an invalid option of a queue, or a store found with
+// settings that do not match them. It has the shape of opentrack.ConfigError;
+// the queues do not import the root package, which sits above them.
+type ConfigError struct {
+	// Field names the option, such as "journal.Options.MaxBytes".
+	Field string
+	// Reason says what is wrong with it.
+	Reason string
+}
+
+// Error implements error, prefixed with the package the Field names.
+func (e *ConfigError) Error() string {
+	pkg, _, _ := strings.Cut(e.Field, ".")
+	return pkg + ": invalid " + e.Field + ": " + e.Reason
+}
 
 // Record is one accepted event as a queue keeps it.
 type Record struct {
