@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"maps"
 	"reflect"
 	"sync"
@@ -572,23 +571,11 @@ func objectFields(data []byte) (map[string]any, error) {
 	if len(data) == 0 || data[0] != '{' {
 		return nil, ErrNotObject
 	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	var fields map[string]any
-	err := dec.Decode(&fields)
-	if err == nil {
-		if _, tokErr := dec.Token(); tokErr != io.EOF {
-			err = errors.New("data after the object")
-		}
-	}
+	v, err := decodeValue(data)
 	if err != nil {
-		// Unmarshal names the syntax error and its offset.
-		if uerr := json.Unmarshal(data, new(any)); uerr != nil {
-			err = uerr
-		}
 		return nil, fmt.Errorf("spec: invalid JSON: %w", err)
 	}
-	return fields, nil
+	return v.(map[string]any), nil
 }
 
 func isNull(raw []byte) bool { return string(raw) == "null" }
@@ -618,10 +605,8 @@ func (d *decoder) rawValue(raw json.RawMessage, field string) (any, bool) {
 	if len(raw) == 0 {
 		return nil, false
 	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
+	v, err := decodeValue(raw)
+	if err != nil {
 		d.add(field, "type", "must be valid JSON")
 		return nil, false
 	}

@@ -1,0 +1,88 @@
+package spec
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"reflect"
+	"testing"
+)
+
+// stdValue is what decodeValue replaces: encoding/json's Decoder with
+// UseNumber, on exactly one value.
+func stdValue(data []byte) (any, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, errors.New("data after the value")
+	}
+	return v, nil
+}
+
+func TestDecodeValueLikeEncodingJSON(t *testing.T) {
+	for _, in := range []string{
+		`{"a":1,"a":2}`, `{"a":"\ud800","\udfff":"x"}`, "{\"a\":\"\xff\xfe\",\"\xc3\":1}",
+		`[1, -0.5e-3, 12345678901234567890123, true, false, null, "", {}, []]`,
+		`{"a":{"b":[{"c":"\u00e9\n\"\\\/"}]}}`, ` 1 `, `"x"`, `null`,
+		`{"a":1}x`, `{"a":1} {}`, `{"a":}`, `{"a" 1}`, `[1,]`, `{`, ``, `01`, `{"a":NaN}`, `"\x"`,
+	} {
+		want, wantErr := stdValue([]byte(in))
+		got, err := decodeValue([]byte(in))
+		if (err != nil) != (wantErr != nil) {
+			t.Errorf("%q: error %v, encoding/json: %v", in, err, wantErr)
+			continue
+		}
+		if uerr := json.Unmarshal([]byte(in), new(any)); err != nil && uerr != nil && err.Error() != uerr.Error() {
+			t.Errorf("%q: error %q, want encoding/json's %q", in, err, uerr)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%q: got %#v, encoding/json: %#v", in, got, want)
+		}
+	}
+}
+
+// FuzzDecodeValue checks decodeValue against encoding/json on any input:
+// the same values, and an error exactly when encoding/json has one.
+func FuzzDecodeValue(f *testing.F) {
+	addFuzzSeeds(f, func(data []byte) { f.Add(data) })
+	f.Fuzz(func(t *testing.T, data []byte) {
+		want, wantErr := stdValue(data)
+		got, err := decodeValue(data)
+		if (err != nil) != (wantErr != nil) {
+			t.Fatalf("%q: error %v, encoding/json: %v", data, err, wantErr)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("%q: got %#v, encoding/json: %#v", data, got, want)
+		}
+	})
+}
+
+// BenchmarkDecodeValue compares decodeValue with the encoding/json Decoder
+// it replaces, on the 600-byte track call.
+func BenchmarkDecodeValue(b *testing.B) {
+	data := []byte(benchTrack)
+	b.Run("jsontext", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := decodeValue(data); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("encoding-json", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			dec := json.NewDecoder(bytes.NewReader(data))
+			dec.UseNumber()
+			var v any
+			if err := dec.Decode(&v); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
