@@ -128,9 +128,15 @@ func TestClusterNodeLossUnderLoad(t *testing.T) {
 	)
 	for g := range senders {
 		wg.Go(func() {
-			for b := range batches {
+			// Half the batches before the leader stops; then load goes on
+			// until it has stopped, and half the batches more after that.
+			after := 0
+			for b := 0; after < batches/2; b++ {
 				if b == batches/2 {
 					once.Do(func() { close(halfway) })
+				}
+				if killed.Load() {
+					after++
 				}
 				ids := make([]string, perBatch)
 				for i := range ids {

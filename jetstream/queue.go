@@ -15,6 +15,7 @@ import (
 	js "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/opentrackhq/opentrack/queue"
+	"github.com/opentrackhq/opentrack/spec"
 )
 
 // ErrUnavailable is wrapped by the errors of Append when NATS cannot take
@@ -448,7 +449,7 @@ func (q *Queue) Append(ctx context.Context, recs []queue.Record) error {
 		if r.Event == nil {
 			return errors.New("jetstream: append: record without an event")
 		}
-		raw, err := r.Event.MarshalJSON()
+		raw, err := spec.KeepJSON(r.Event) // the integrations that write it again copy it
 		if err != nil {
 			return fmt.Errorf("jetstream: append: %w", err)
 		}

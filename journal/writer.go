@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/opentrackhq/opentrack/queue"
+	"github.com/opentrackhq/opentrack/spec"
 )
 
 // request is one Append on its way to the writer.
@@ -42,7 +43,7 @@ func newRequest(recs []queue.Record) (*request, error) {
 		if r.Event == nil {
 			return nil, fmt.Errorf("journal: record %d: no event", i)
 		}
-		raw, err := r.Event.MarshalJSON()
+		raw, err := spec.KeepJSON(r.Event) // the integrations that write it again copy it
 		if err != nil {
 			return nil, fmt.Errorf("journal: record %d: %w", i, err)
 		}

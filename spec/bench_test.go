@@ -112,3 +112,21 @@ func BenchmarkMarshal(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkMarshalTrackKept is MarshalJSON of an event whose JSON a queue
+// kept with KeepJSON: a copy of the bytes.
+func BenchmarkMarshalTrackKept(b *testing.B) {
+	e, err := Decode([]byte(benchTrack), "")
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := KeepJSON(e); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := e.MarshalJSON(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -35,6 +35,9 @@ var knownFields = map[string]bool{
 
 // MarshalJSON writes t as Segment JSON, including the fields in Extra.
 func (t *Track) MarshalJSON() ([]byte, error) {
+	if b := t.kept(); b != nil {
+		return b, nil
+	}
 	w := newWriter(&t.Common)
 	w.str("event", t.Event, false)
 	w.object("properties", t.Properties)
@@ -43,6 +46,9 @@ func (t *Track) MarshalJSON() ([]byte, error) {
 
 // MarshalJSON writes i as Segment JSON, including the fields in Extra.
 func (i *Identify) MarshalJSON() ([]byte, error) {
+	if b := i.kept(); b != nil {
+		return b, nil
+	}
 	w := newWriter(&i.Common)
 	w.object("traits", i.Traits)
 	return w.finish(&i.Common, "traits")
@@ -50,6 +56,9 @@ func (i *Identify) MarshalJSON() ([]byte, error) {
 
 // MarshalJSON writes p as Segment JSON, including the fields in Extra.
 func (p *Page) MarshalJSON() ([]byte, error) {
+	if b := p.kept(); b != nil {
+		return b, nil
+	}
 	w := newWriter(&p.Common)
 	w.str("name", p.Name, true)
 	w.str("category", p.Category, true)
@@ -59,6 +68,9 @@ func (p *Page) MarshalJSON() ([]byte, error) {
 
 // MarshalJSON writes s as Segment JSON, including the fields in Extra.
 func (s *Screen) MarshalJSON() ([]byte, error) {
+	if b := s.kept(); b != nil {
+		return b, nil
+	}
 	w := newWriter(&s.Common)
 	w.str("name", s.Name, true)
 	w.str("category", s.Category, true)
@@ -68,6 +80,9 @@ func (s *Screen) MarshalJSON() ([]byte, error) {
 
 // MarshalJSON writes g as Segment JSON, including the fields in Extra.
 func (g *Group) MarshalJSON() ([]byte, error) {
+	if b := g.kept(); b != nil {
+		return b, nil
+	}
 	w := newWriter(&g.Common)
 	w.str("groupId", g.GroupID, false)
 	w.object("traits", g.Traits)
@@ -76,9 +91,43 @@ func (g *Group) MarshalJSON() ([]byte, error) {
 
 // MarshalJSON writes a as Segment JSON, including the fields in Extra.
 func (a *Alias) MarshalJSON() ([]byte, error) {
+	if b := a.kept(); b != nil {
+		return b, nil
+	}
 	w := newWriter(&a.Common)
 	w.str("previousId", a.PreviousID, false)
 	return w.finish(&a.Common, "previousId")
+}
+
+// KeepJSON returns e's JSON as its MarshalJSON writes it, and keeps it in
+// e: from then on e's MarshalJSON returns a copy of these bytes instead of
+// writing them again. It is for a queue that writes each event it accepts
+// once and then hands it to integrations that each write it again (the
+// JSON-lines file, the webhook, BigQuery's raw column).
+//
+// Call KeepJSON before e is shared between goroutines, and change e no
+// more afterwards: events handed to integrations are read-only anyway. A
+// copy of the event's struct does not inherit the kept bytes. The slice
+// returned is the kept bytes themselves: read it, do not change it.
+func KeepJSON(e Event) ([]byte, error) {
+	c := e.Fields()
+	if b := c.kept(); b != nil {
+		return b, nil
+	}
+	b, err := e.MarshalJSON()
+	if err != nil {
+		return nil, err
+	}
+	c.json, c.jsonOf = b, c
+	return b[:len(b):len(b)], nil
+}
+
+// kept returns a copy of the JSON KeepJSON kept in c, or nil.
+func (c *Common) kept() []byte {
+	if c.json == nil || c.jsonOf != c {
+		return nil
+	}
+	return slices.Clone(c.json)
 }
 
 // writer appends one JSON object; the first error sticks.

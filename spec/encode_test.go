@@ -308,3 +308,39 @@ func TestMarshalTimes(t *testing.T) {
 		t.Error("type missing")
 	}
 }
+
+func TestKeepJSON(t *testing.T) {
+	e := mustDecode(t, benchTrack, "")
+	want, err := e.MarshalJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept, err := KeepJSON(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(kept, want) {
+		t.Fatalf("KeepJSON = %s, want %s", kept, want)
+	}
+	tr := e.(*Track)
+	// A copy of the struct, changed, writes its own JSON.
+	cp := *tr
+	cp.Event = "Copied"
+	if b, _ := cp.MarshalJSON(); !bytes.Contains(b, []byte(`"event":"Copied"`)) {
+		t.Errorf("a copy's MarshalJSON = %s, want its own event name", b)
+	}
+	// The kept bytes are returned, not written again: a change made
+	// against the rule does not show, and each caller gets its own copy.
+	tr.Event = "Changed"
+	got, _ := e.MarshalJSON()
+	if !bytes.Equal(got, want) {
+		t.Fatalf("MarshalJSON after KeepJSON = %s, want the kept %s", got, want)
+	}
+	got[0] = 'X'
+	if again, _ := e.MarshalJSON(); !bytes.Equal(again, want) {
+		t.Errorf("changing MarshalJSON's result changed the kept JSON: %s", again)
+	}
+	if again, _ := KeepJSON(e); !bytes.Equal(again, want) {
+		t.Errorf("KeepJSON again = %s, want %s", again, want)
+	}
+}

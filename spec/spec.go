@@ -157,6 +157,8 @@ type Common struct {
 	mem    int            // estimate of the heap held; see Size
 	shared *sharedContext // set while Context is shared with a batch's other events
 	merged bool           // Batch.Merge was applied
+	json   []byte         // the JSON KeepJSON kept, valid while jsonOf is c
+	jsonOf *Common        // the Common json was written for, not a copy of it
 }
 
 // Fields returns c. It lets every event type satisfy [Event].
