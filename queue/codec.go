@@ -94,6 +94,8 @@ func AppendRecord(dst []byte, targets []string, appended time.Time, c *spec.Comm
 
 // DecodeRecord reads a payload written by [EncodeRecord]. The record's Event
 // is decoded with [spec.Decode] and its ReceivedAt restored from the payload;
+// it keeps the payload's JSON ([spec.KeepDecoded]), so that integrations
+// writing it again get those bytes rather than a second encoding;
 // Size is the length of the event's JSON; Seq is zero. A payload that is not
 // a whole, valid record is an error wrapping [ErrBadRecord].
 func DecodeRecord(b []byte) (Record, error) {
@@ -106,6 +108,7 @@ func DecodeRecord(b []byte) (Record, error) {
 		return Record{}, fmt.Errorf("%w: event: %w", ErrBadRecord, err)
 	}
 	e.Fields().ReceivedAt = h.ReceivedAt
+	spec.KeepDecoded(e, raw) // raw is what the event's MarshalJSON wrote
 	return Record{
 		Event:       e,
 		Targets:     h.Targets,

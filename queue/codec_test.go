@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"testing"
 	"time"
@@ -267,5 +268,62 @@ func TestRecordTraceParent(t *testing.T) {
 	// A version 2 payload cut inside its traceparent is refused.
 	if _, err := queue.DecodeRecord(b[:bytes.Index(b, []byte("00-4bf9"))+4]); !errors.Is(err, queue.ErrBadRecord) {
 		t.Errorf("truncated traceparent: %v, want ErrBadRecord", err)
+	}
+}
+
+// TestDecodeRecordKeepsTheEventsJSON checks that the JSON a decoded record
+// keeps for its event is what the event's MarshalJSON writes afresh, for
+// each of the SDK fixtures, with a receivedAt in a zone other than UTC.
+func TestDecodeRecordKeepsTheEventsJSON(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join("..", "spec", "testdata", "*.json"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no fixtures: %v", err)
+	}
+	received := time.Date(2026, 1, 2, 3, 4, 6, 789, time.FixedZone("CET", 3600))
+	for _, name := range files {
+		data, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var events []spec.Event
+		if b, err := spec.DecodeBatch(data); err == nil && len(b.Items) > 0 {
+			for _, item := range b.Items {
+				e, err := spec.Decode(item, "")
+				if err != nil {
+					t.Fatalf("%s: %v", name, err)
+				}
+				b.Merge(e)
+				events = append(events, e)
+			}
+		} else if e, err := spec.Decode(data, ""); err == nil {
+			events = append(events, e)
+		} else {
+			continue
+		}
+		for _, e := range events {
+			spec.Enrich(e, received, "203.0.113.9")
+			payload, err := queue.EncodeRecord(nil, queue.Record{Event: e, Targets: []string{"X"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			rec, err := queue.DecodeRecord(payload)
+			if err != nil {
+				t.Fatal(err)
+			}
+			kept, err := rec.Event.MarshalJSON()
+			if err != nil {
+				t.Fatal(err)
+			}
+			// A copy of the event's struct keeps nothing: it is written afresh.
+			fresh := reflect.New(reflect.TypeOf(rec.Event).Elem())
+			fresh.Elem().Set(reflect.ValueOf(rec.Event).Elem())
+			want, err := fresh.Interface().(spec.Event).MarshalJSON()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(kept, want) {
+				t.Errorf("%s: the record kept\n%s\nMarshalJSON writes\n%s", filepath.Base(name), kept, want)
+			}
+		}
 	}
 }

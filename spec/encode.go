@@ -122,6 +122,16 @@ func KeepJSON(e Event) ([]byte, error) {
 	return b[:len(b):len(b)], nil
 }
 
+// KeepDecoded keeps a copy of data in e, as KeepJSON keeps the JSON it
+// writes, for an event that [Decode] read from data when data is itself
+// what MarshalJSON wrote (an event a durable queue stored, read back):
+// MarshalJSON writes such an event back byte for byte, so it need not
+// write it again. The rules of KeepJSON apply.
+func KeepDecoded(e Event, data []byte) {
+	c := e.Fields()
+	c.json, c.jsonOf = slices.Clone(data), c
+}
+
 // kept returns a copy of the JSON KeepJSON kept in c, or nil.
 func (c *Common) kept() []byte {
 	if c.json == nil || c.jsonOf != c {
