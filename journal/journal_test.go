@@ -628,3 +628,42 @@ func TestGarbageTail(t *testing.T) {
 		t.Errorf("read %q", messageIDs(got))
 	}
 }
+
+// TestTailLetsGoOfWhatEveryReaderRead checks that the in-memory tail holds
+// the records some reader has yet to read, and no more.
+func TestTailLetsGoOfWhatEveryReaderRead(t *testing.T) {
+	dir := t.TempDir()
+	j := openJournal(t, dir, nil)
+	rs := openReaders(t, j, "A", "B")
+	appendN(t, j, 10, "m", "A", "B")
+	tailLen := func() int {
+		j.mu.Lock()
+		defer j.mu.Unlock()
+		return j.tail.n
+	}
+	if n := tailLen(); n != 10 {
+		t.Fatalf("tail holds %d records after 10 appends, want 10", n)
+	}
+	readN(t, rs[0], 10)
+	if n := tailLen(); n != 10 {
+		t.Fatalf("tail holds %d records once A read them and B not, want 10", n)
+	}
+	readN(t, rs[1], 6)
+	if n := tailLen(); n != 4 {
+		t.Fatalf("tail holds %d records once B read 6, want 4", n)
+	}
+	got := readN(t, rs[1], 4)
+	if ids := messageIDs(got); !slices.Equal(ids, []string{"m6", "m7", "m8", "m9"}) {
+		t.Fatalf("B read %v, want m6 to m9", ids)
+	}
+	if n := tailLen(); n != 0 {
+		t.Fatalf("tail holds %d records once both read all, want 0", n)
+	}
+	// Records appended after that are read from the tail as before.
+	appendN(t, j, 3, "n", "A", "B")
+	for _, r := range rs {
+		if ids := messageIDs(readN(t, r, 3)); !slices.Equal(ids, []string{"n0", "n1", "n2"}) {
+			t.Fatalf("read %v after the tail emptied, want n0 to n2", ids)
+		}
+	}
+}

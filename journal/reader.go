@@ -133,6 +133,7 @@ func (r *reader) Next(ctx context.Context, limit int) ([]queue.Record, error) {
 		if r.pos >= j.tail.start(j.next) {
 			recs := r.fromTail(limit)
 			r.mu.Unlock()
+			j.trimTail()
 			j.mu.Unlock()
 			if len(recs) > 0 {
 				return recs, nil
@@ -156,6 +157,19 @@ func (r *reader) Next(ctx context.Context, limit int) ([]queue.Record, error) {
 			return nil, ctx.Err()
 		}
 	}
+}
+
+// trimTail drops from the tail the records every reader has read: they
+// are held in memory by the readers that still need them, and a reader
+// going back to one reads it from disk. j.mu is held.
+func (j *Journal) trimTail() {
+	low := j.next
+	for _, r := range j.readers {
+		r.mu.Lock()
+		low = min(low, r.pos)
+		r.mu.Unlock()
+	}
+	j.tail.dropBefore(low)
 }
 
 // fromTail hands out up to limit records from the in-memory tail, from pos
@@ -268,7 +282,8 @@ func (r *reader) fill() (int, error) {
 			continue
 		}
 		e.Fields().ReceivedAt = h.ReceivedAt
-		held += int64(e.Fields().Size())
+		spec.KeepDecoded(e, raw) // raw is what the event's MarshalJSON wrote
+		held += int64(e.Fields().Size() + len(raw))
 		got = append(got, queue.Record{
 			Seq:         f.seq,
 			Event:       e,

@@ -5,7 +5,8 @@ import "github.com/opentrackhq/opentrack/queue"
 // tail is a ring of the newest committed records, in Seq order, kept in
 // memory so that readers that keep up never read the disk. It is bounded by
 // records and by the memory their events hold, so that large events cannot
-// make it hold more than maxBytes.
+// make it hold more than maxBytes, and it lets go of the records that every
+// reader has read.
 type tail struct {
 	recs     []queue.Record
 	head, n  int
@@ -45,6 +46,13 @@ func (t *tail) drop() {
 	t.recs[t.head] = queue.Record{}
 	t.head = (t.head + 1) % len(t.recs)
 	t.n--
+}
+
+// dropBefore forgets the records before seq.
+func (t *tail) dropBefore(seq uint64) {
+	for t.n > 0 && t.recs[t.head].Seq < seq {
+		t.drop()
+	}
 }
 
 // start returns the Seq of the oldest record in the tail, or next when it
