@@ -49,7 +49,7 @@ var pixelRoutes = map[string]spec.Type{
 // they are found by the last segments of the path, so they work however a
 // router mounts the handler. The Tracking API's other routes take POST only.
 func (h *Handler) serveGet(w http.ResponseWriter, r *http.Request) {
-	segs := lastSegments(r.URL.EscapedPath(), 3)
+	segs := lastSegments(r.URL.EscapedPath())
 	switch {
 	case segs[2] == "settings" && segs[0] == "projects":
 		key, err := url.PathUnescape(segs[1])
@@ -74,25 +74,26 @@ func (h *Handler) serveGet(w http.ResponseWriter, r *http.Request) {
 // isGetRoute reports whether an escaped path is one of the GET routes: the
 // settings or the pixel.
 func isGetRoute(path string) bool {
-	segs := lastSegments(path, 3)
-	return segs[2] == "settings" && segs[0] == "projects" || pixelType(path) != ""
+	segs := lastSegments(path)
+	return segs[2] == "settings" && segs[0] == "projects" || segs[1] == "pixel" && pixelRoutes[segs[2]] != ""
 }
 
 // pixelType returns the call type of a pixel path, or "".
 func pixelType(path string) spec.Type {
-	segs := lastSegments(path, 2)
-	if segs[0] != "pixel" {
+	segs := lastSegments(path)
+	if segs[1] != "pixel" {
 		return ""
 	}
-	return pixelRoutes[segs[1]]
+	return pixelRoutes[segs[2]]
 }
 
-// lastSegments returns the last n segments of an escaped URL path, ignoring
-// one trailing slash, the last one at index n-1; missing ones are empty.
-func lastSegments(path string, n int) []string {
+// lastSegments returns the last three segments of an escaped URL path,
+// ignoring one trailing slash, the last one at index 2; missing ones are
+// empty. An array, so that routing a request allocates nothing.
+func lastSegments(path string) [3]string {
 	path = strings.TrimSuffix(path, "/")
-	out := make([]string, n)
-	for i := n - 1; i >= 0; i-- {
+	var out [3]string
+	for i := len(out) - 1; i >= 0; i-- {
 		j := strings.LastIndexByte(path, '/')
 		out[i] = path[j+1:]
 		if j < 0 {

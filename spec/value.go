@@ -21,9 +21,11 @@ import (
 // valueOptions are encoding/json's rules for names and text.
 var valueOptions = []jsontext.Options{jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true)}
 
-// valueReader is a pooled tokenizer; empty lets it drop the data it read.
+// valueReader is a pooled tokenizer reading in; empty lets it drop the
+// data it read.
 type valueReader struct {
 	dec   jsontext.Decoder
+	in    bytes.Buffer
 	empty bytes.Buffer
 }
 
@@ -34,7 +36,8 @@ var valueReaders = sync.Pool{New: func() any { return new(valueReader) }}
 // error and its offset.
 func decodeValue(data []byte) (any, error) {
 	r := valueReaders.Get().(*valueReader)
-	r.dec.Reset(bytes.NewBuffer(data), valueOptions...)
+	r.in = *bytes.NewBuffer(data) // the decoder reads a bytes.Buffer's bytes in place
+	r.dec.Reset(&r.in, valueOptions...)
 	v, err := r.value()
 	if err == nil {
 		if _, end := r.dec.ReadToken(); end != io.EOF {
@@ -42,6 +45,7 @@ func decodeValue(data []byte) (any, error) {
 		}
 	}
 	r.dec.Reset(&r.empty) // keep no reference to data in the pool
+	r.in = bytes.Buffer{}
 	valueReaders.Put(r)
 	if err != nil {
 		if uerr := json.Unmarshal(data, new(any)); uerr != nil {
