@@ -104,23 +104,27 @@
 // work (go test -run '^$' -bench Append -benchtime 3s -count 3):
 //
 //	producers  store    events/s  events/sync  p50 ms  p99 ms  CPU µs/event
-//	        1  journal     7,010          1.0    0.14    0.26          86
-//	        1  pebble      1,888          1.0    0.22    4.12         132
-//	       16  journal    46,130          7.4    0.26    2.28          18
-//	       16  pebble     32,322          7.2    0.27    5.34          20
-//	       64  journal    89,153         23.2    0.50    4.78          10
-//	       64  pebble     68,564         19.4    0.56    6.79          12
-//	      256  journal    78,148         66.1    2.43   12.69          10
-//	      256  pebble     61,191         59.6    3.06   17.00          15
+//	        1  journal     7,881          1.0    0.12    0.21          75
+//	        1  pebble      5,266          1.0    0.18    0.30         110
+//	       16  journal    67,693         12.2    0.21    0.73          10
+//	       16  pebble     59,167          7.3    0.22    1.02          16
+//	       64  journal   157,309         35.6    0.35    1.68           7
+//	       64  pebble     92,301         20.5    0.55    2.99          14
+//	      256  journal   323,373        126.4    0.65    2.69           4
+//	      256  pebble    127,405         33.7    1.62    7.74          11
 //
-// The journal's medians are ahead at every concurrency, on throughput (1.3
-// to 3.7 times), on the wait (p99 lower by a quarter to a factor of 16) and
-// on CPU, with no background compaction. Single runs swing by up to 2x on
-// this shared machine; at 16 and 64 producers one run of three went
-// pebble's way, at 1 and 256 none did. It is also
+// The journal's medians are ahead at every concurrency, on throughput (1.1
+// to 2.5 times), on the wait and on CPU, with no background compaction;
+// an earlier series on a busier day had it ahead by 1.3 to 3.7 times. Single
+// runs swing by up to 2x on this shared machine. It is also
 // what the queue needs and no more: an append-only log with per-reader
 // cursors, where pebble would add keys, deletes and compactions of data
 // that is read once.
+//
+// Each fdatasync costs tens of microseconds of CPU on this machine, so the
+// writer lets the goroutines that are ready to run go first when appends
+// come in together (the last group carried several): the next group is
+// larger and each event pays a smaller share of its sync.
 //
 // Most of the journal's lead comes from writing into files that already
 // have their full size: an fdatasync after overwriting written blocks

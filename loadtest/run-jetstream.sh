@@ -1,35 +1,53 @@
 #!/usr/bin/env bash
-# Load test on loopback: the example server on a JetStream stream (one
-# nats-server, R1) against the bare baseline, side by side, with wrk.
-#   loadtest/run-jetstream.sh [duration] [connections]
-# Needs wrk (apt-get install wrk). Uses Debian's nats-server when installed,
-# else builds one from the module. Sends traffic to 127.0.0.1 only, for a
-# bounded time, and stops the processes it started, by PID.
+# Load test on loopback: the example server on a JetStream stream against the
+# bare baseline, side by side, with wrk.
+#   loadtest/run-jetstream.sh [duration] [connections] [replicas]
+# replicas is 1 (one nats-server, an R1 stream; the default) or 3 (three
+# nats-server processes as one cluster, an R3 stream). Needs wrk (apt-get
+# install wrk). Builds nats-server from the module this repository pins.
+# Sends traffic to 127.0.0.1 only, for a bounded time, and stops the
+# processes it started, by PID.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dur=${1:-10s}
 conns=${2:-64}
+replicas=${3:-1}
+case $replicas in 1 | 3) ;; *) echo "replicas must be 1 or 3" >&2; exit 2 ;; esac
 tmp=$(mktemp -d)
-bare_pid= ot_pid= nats_pid=
-trap 'for p in $ot_pid $bare_pid $nats_pid; do kill $p 2>/dev/null || true; done; rm -rf "$tmp"' EXIT
+bare_pid= ot_pid= nats_pids=
+trap 'for p in $ot_pid $bare_pid $nats_pids; do kill $p 2>/dev/null || true; done; rm -rf "$tmp"' EXIT
 
-nats=$(command -v nats-server || true)
-if [ -z "$nats" ]; then
-  nats="$tmp/nats-server"
-  go build -o "$nats" github.com/nats-io/nats-server/v2
-fi
+nats="$tmp/nats-server"
+go build -o "$nats" github.com/nats-io/nats-server/v2
 go build -o "$tmp/bare" ./loadtest/bare
 go build -o "$tmp/server" ./examples/server
 
-"$nats" -a 127.0.0.1 -p 4322 -js -sd "$tmp/nats" 2>"$tmp/nats.log" & nats_pid=$!
-for _ in $(seq 100); do
-  grep -q 'Server is ready' "$tmp/nats.log" 2>/dev/null && break
-  sleep 0.1
+urls=
+if [ "$replicas" = 1 ]; then
+  "$nats" -a 127.0.0.1 -p 4322 -js -sd "$tmp/nats" 2>"$tmp/nats.log" & nats_pids=$!
+  logs="$tmp/nats.log"
+  urls=nats://127.0.0.1:4322
+else
+  routes=nats://127.0.0.1:6322,nats://127.0.0.1:6323,nats://127.0.0.1:6324
+  logs=
+  for i in 0 1 2; do
+    "$nats" -n "n$i" -a 127.0.0.1 -p $((4322 + i)) -js -sd "$tmp/nats$i" \
+      --cluster_name loadtest --cluster "nats://127.0.0.1:$((6322 + i))" --routes "$routes" \
+      2>"$tmp/nats$i.log" & nats_pids="$nats_pids $!"
+    logs="$logs $tmp/nats$i.log"
+    urls="${urls:+$urls,}nats://127.0.0.1:$((4322 + i))"
+  done
+fi
+for log in $logs; do
+  for _ in $(seq 100); do
+    grep -q 'Server is ready' "$log" 2>/dev/null && break
+    sleep 0.1
+  done
 done
 ADDR=127.0.0.1:8081 "$tmp/bare" & bare_pid=$!
-PORT=8082 WRITE_KEY=wk OPENTRACK_FILE="$tmp/events.jsonl" NATS_URL=nats://127.0.0.1:4322 \
+PORT=8082 WRITE_KEY=wk OPENTRACK_FILE="$tmp/events.jsonl" NATS_URL=$urls NATS_REPLICAS=$replicas \
   "$tmp/server" 2>"$tmp/server.log" & ot_pid=$!
-for _ in $(seq 100); do
+for _ in $(seq 300); do
   grep -q '"opentrack listening"' "$tmp/server.log" 2>/dev/null && break
   sleep 0.1
 done
@@ -40,9 +58,9 @@ echo "== bare net/http + json.Unmarshal into a map (pid $bare_pid)"
 wrk -t2 -c"$conns" -d"$dur" --latency -s loadtest/track.lua http://127.0.0.1:8081/v1/track
 echo "peak RSS: $(peak_rss $bare_pid)"
 echo
-echo "== examples/server on a JetStream stream (R1), JSON-lines sink (pid $ot_pid, nats-server pid $nats_pid)"
+echo "== examples/server on a JetStream stream (R$replicas), JSON-lines sink (pid $ot_pid, nats-server pids$nats_pids)"
 wrk -t2 -c"$conns" -d"$dur" --latency -s loadtest/track.lua http://127.0.0.1:8082/v1/track
-echo "peak RSS: $(peak_rss $ot_pid) (collector), $(peak_rss $nats_pid) (nats-server)"
+echo "peak RSS: $(peak_rss $ot_pid) (collector); nats-server: $(for p in $nats_pids; do printf '%s ' "$(peak_rss $p)"; done)"
 kill -TERM $ot_pid; wait $ot_pid || true
 ot_pid=
 echo "lines written: $(wc -l < "$tmp/events.jsonl"), of which repeated messageIds: $(grep -o '"messageId":"[^"]*"' "$tmp/events.jsonl" | sort | uniq -d | wc -l)"
