@@ -61,7 +61,7 @@ func TestAdminAddrKeepsStatsPrivate(t *testing.T) {
 
 // TestWarnsWhenOpen: no write key and no admin address are said at start.
 func TestWarnsWhenOpen(t *testing.T) {
-	addr, logs := startServer(t, map[string]string{"PORT": "0", "OPENTRACK_FILE": t.TempDir() + "/e.jsonl", "WRITE_KEY": " , ,"})
+	addr, logs := startServer(t, map[string]string{"PORT": "0", "OPENTRACK_FILE": t.TempDir() + "/e.jsonl"})
 	if code := get(t, "http://"+addr+"/stats"); code != http.StatusOK {
 		t.Errorf("/stats on the public port without ADMIN_ADDR: %d", code)
 	}
@@ -97,8 +97,12 @@ func TestConfigErrors(t *testing.T) {
 		{map[string]string{"PUBLIC_URL": "collector.example.com"}, "PUBLIC_URL"},
 		{map[string]string{"TRUST_PROXY": "maybe"}, "TRUST_PROXY"},
 		{map[string]string{"OPENTRACK_MAX_DISK": "lots"}, "OPENTRACK_MAX_DISK"},
+		{map[string]string{"WRITE_KEY": " , ,"}, "WRITE_KEY"}, // set, but no key in it
+		{map[string]string{"PORT": "no-such-port"}, "PORT"},
 	} {
-		tt.env["PORT"] = "0"
+		if tt.env["PORT"] == "" {
+			tt.env["PORT"] = "0"
+		}
 		tt.env["OPENTRACK_DATA_DIR"] = t.TempDir()
 		err := run(t.Context(), func(k string) string { return tt.env[k] }, slog.New(slog.DiscardHandler), nil)
 		var ce *configError

@@ -152,6 +152,11 @@ func configFromEnv(getenv func(string) string) (config, error) {
 		duration("READY_MAX_AGE", &c.readyMaxAge)); err != nil {
 		return c, err
 	}
+	if v := getenv("WRITE_KEY"); v != "" && len(splitList(v)) == 0 {
+		// Set but empty: an unset variable would open the collector with
+		// a warning; this one looks like a mistake.
+		return c, fmt.Errorf("WRITE_KEY: %q holds no write key; unset it to accept any", v)
+	}
 	if v := getenv("MAX_CONNECTIONS"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n <= 0 {
@@ -242,7 +247,7 @@ func run(ctx context.Context, getenv func(string) string, log *slog.Logger, read
 
 	ln, err := net.Listen("tcp", ":"+cfg.port)
 	if err != nil {
-		return &configError{errors.Join(err, m.Shutdown(ctx))}
+		return &configError{errors.Join(fmt.Errorf("PORT: %w", err), m.Shutdown(ctx))}
 	}
 	// A bounded number of connections: clients that never read their
 	// answers cannot pin unbounded kernel memory.
@@ -262,7 +267,7 @@ func run(ctx context.Context, getenv func(string) string, log *slog.Logger, read
 	sigCtx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	log.Info("opentrack listening", slog.String("addr", ln.Addr().String()), slog.String("adminAddr", cfg.adminAddr),
-		slog.Any("integrations", names))
+		slog.Any("integrations", names), queueAttr(q))
 	if ready != nil {
 		ready <- ln.Addr().String()
 	}

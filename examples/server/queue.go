@@ -61,6 +61,17 @@ func queueFromEnv(ctx context.Context, getenv func(string) string, log *slog.Log
 	return nil, fmt.Errorf("OPENTRACK_QUEUE: want journal, memory or jetstream, got %q", kind)
 }
 
+// queueAttr describes the queue in use for the start-up log line.
+func queueAttr(q queue.Queue) slog.Attr {
+	switch q := q.(type) {
+	case nil:
+		return slog.String("queue", "memory")
+	case *journal.Journal:
+		return slog.Group("queue", slog.String("kind", "journal"), slog.String("dir", q.Dir()))
+	}
+	return slog.String("queue", "jetstream")
+}
+
 // parseBytes reads a size: a number of bytes, or one with a unit (KB, MB,
 // GB, KiB, MiB, GiB).
 func parseBytes(s string) (int64, error) {
