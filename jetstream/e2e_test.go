@@ -131,7 +131,7 @@ func TestClusterNodeLossUnderLoad(t *testing.T) {
 			// Half the batches before the leader stops; then load goes on
 			// until it has stopped, and half the batches more after that.
 			after := 0
-			for b := 0; after < batches/2; b++ {
+			for b := 0; after < batches/2 && b < 4*batches; b++ { // bounded if the test stops early
 				if b == batches/2 {
 					once.Do(func() { close(halfway) })
 				}

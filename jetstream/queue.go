@@ -15,7 +15,6 @@ import (
 	js "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/opentrackhq/opentrack/queue"
-	"github.com/opentrackhq/opentrack/spec"
 )
 
 // ErrUnavailable is wrapped by the errors of Append when NATS cannot take
@@ -449,7 +448,7 @@ func (q *Queue) Append(ctx context.Context, recs []queue.Record) error {
 		if r.Event == nil {
 			return errors.New("jetstream: append: record without an event")
 		}
-		raw, err := spec.KeepJSON(r.Event) // the integrations that write it again copy it
+		raw, err := r.Event.MarshalJSON()
 		if err != nil {
 			return fmt.Errorf("jetstream: append: %w", err)
 		}

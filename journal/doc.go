@@ -46,11 +46,13 @@
 // queue.ErrFull (the Handler answers 503 with Retry-After) and one larger
 // than MaxBytes queue.ErrTooLarge. A segment is deleted once every reader's
 // cursor has passed it. A reader that keeps up takes records from an
-// in-memory tail of the newest Options.TailRecords; one that is behind (a
+// in-memory tail of at most the newest Options.TailRecords, which lets go
+// of a record once every reader has read it; one that is behind (a
 // destination down for hours) reads the segments from disk,
 // Options.ReadAhead records at a time. A backlog of a million records of
-// 600 bytes costs 643 MB of disk and 17 MB of live heap, with the process's
-// RSS at 66 MB, whether the reader waits or reads (BenchmarkBacklog).
+// 600 bytes costs 643 MB of disk and 21 to 22 MB of live heap, with the
+// process's RSS at 72 MB, whether the reader waits or reads
+// (BenchmarkBacklog).
 //
 // # On disk
 //
@@ -120,11 +122,6 @@
 // what the queue needs and no more: an append-only log with per-reader
 // cursors, where pebble would add keys, deletes and compactions of data
 // that is read once.
-//
-// Each fdatasync costs tens of microseconds of CPU on this machine, so the
-// writer lets the goroutines that are ready to run go first when appends
-// come in together (the last group carried several): the next group is
-// larger and each event pays a smaller share of its sync.
 //
 // Most of the journal's lead comes from writing into files that already
 // have their full size: an fdatasync after overwriting written blocks

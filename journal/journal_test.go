@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/opentrackhq/opentrack/queue"
+	"github.com/opentrackhq/opentrack/spec"
 )
 
 func TestOptions(t *testing.T) {
@@ -666,4 +667,41 @@ func TestTailLetsGoOfWhatEveryReaderRead(t *testing.T) {
 			t.Fatalf("read %v after the tail emptied, want n0 to n2", ids)
 		}
 	}
+}
+
+// TestEventsKeepTheirJSON checks that the events readers hand out, from
+// the tail and from disk, keep the JSON the journal wrote, and that Append
+// leaves the caller's events as they were.
+func TestEventsKeepTheirJSON(t *testing.T) {
+	dir := t.TempDir()
+	j := openJournal(t, dir, nil)
+	rs := openReaders(t, j, "A")
+	appended := appendN(t, j, 3, "m", "A")
+	for _, r := range appended {
+		r.Event.(*spec.Track).Event = "Changed by the caller"
+		if b, _ := r.Event.MarshalJSON(); !strings.Contains(string(b), "Changed by the caller") {
+			t.Fatalf("Append left the caller's event keeping JSON: %s", b)
+		}
+	}
+	check := func(from string, recs []queue.Record) {
+		t.Helper()
+		for _, r := range recs {
+			want, err := r.Event.MarshalJSON()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.Contains(string(want), "Changed") {
+				t.Fatalf("%s: the journal's event took the caller's later change: %s", from, want)
+			}
+			r.Event.(*spec.Track).Event = "Changed by an integration" // against the rules: it does not show
+			if got, _ := r.Event.MarshalJSON(); string(got) != string(want) {
+				t.Errorf("%s: the event keeps no JSON: %s", from, got)
+			}
+		}
+	}
+	check("tail", readN(t, rs[0], 3))
+	j.Close()
+	j = openJournal(t, dir, nil)
+	rs = openReaders(t, j, "A")
+	check("disk", readN(t, rs[0], 3))
 }

@@ -16,7 +16,7 @@ const (
 	// next one begun, when MaxBytes/16 is not smaller.
 	DefaultSegmentBytes = 64 << 20
 	// DefaultTailRecords is how many of the newest records stay in memory
-	// for readers that keep up.
+	// at most, for readers that keep up.
 	DefaultTailRecords = 1024
 	// DefaultTailBytes bounds the memory the events of the tail hold, as
 	// spec counts it: 16 MiB.
@@ -51,9 +51,10 @@ type Options struct {
 	// (but not below MinSegmentBytes).
 	SegmentBytes int64
 	// TailRecords is how many of the newest records the journal keeps in
-	// memory, so that a reader that keeps up never reads the disk. They
-	// are the events given to Append, shared, not copies. Default
-	// DefaultTailRecords.
+	// memory at most, until every reader has read them, so that a reader
+	// that keeps up never reads the disk. Their events are shallow copies
+	// of the events given to Append that keep their JSON (spec.WithJSON).
+	// Default DefaultTailRecords.
 	TailRecords int
 	// TailBytes bounds the memory the tail's events hold (as
 	// spec.Common.Size counts it), so that large events cannot make it

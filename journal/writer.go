@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"runtime"
 	"slices"
 	"syscall"
 	"time"
@@ -44,7 +43,9 @@ func newRequest(recs []queue.Record) (*request, error) {
 		if r.Event == nil {
 			return nil, fmt.Errorf("journal: record %d: no event", i)
 		}
-		raw, err := spec.KeepJSON(r.Event) // the integrations that write it again copy it
+		// The tail hands out a copy of the event that keeps its JSON, so
+		// that the integrations that write it again need not encode it.
+		e, raw, err := spec.WithJSON(r.Event)
 		if err != nil {
 			return nil, fmt.Errorf("journal: record %d: %w", i, err)
 		}
@@ -66,7 +67,7 @@ func newRequest(recs []queue.Record) (*request, error) {
 			index: i,
 			off:   off,
 			crc:   payloadCRC(req.frames[off+frameHeaderSize:]),
-			rec:   queue.Record{Event: r.Event, Targets: targets, Size: len(raw), Appended: now, TraceParent: r.TraceParent},
+			rec:   queue.Record{Event: e, Targets: targets, Size: len(raw), Appended: now, TraceParent: r.TraceParent},
 		})
 	}
 	return req, nil
@@ -84,8 +85,6 @@ type writer struct {
 	buf   []byte
 	batch []*request
 	group []*request
-	// lastGroup is how many requests the last commit took.
-	lastGroup int
 }
 
 // maxBatchBytes bounds one write, and so the writer's buffer.
@@ -105,16 +104,6 @@ func (w *writer) loop() {
 		case <-w.j.quit:
 			return
 		}
-		if w.lastGroup > 1 {
-			// Appends are coming in together: let the goroutines that
-			// are ready to run (handlers about to append) go first, so
-			// that this sync carries them too. Each fdatasync costs tens
-			// of microseconds of CPU; a larger group costs fewer per
-			// event, and when nothing else is ready this returns at once.
-			// On the example server under loadtest/ this gave 4-9% more
-			// requests a second, in three rounds out of three.
-			runtime.Gosched()
-		}
 		w.batch = append(w.batch[:0], r)
 		n := len(r.frames)
 	drain:
@@ -127,7 +116,6 @@ func (w *writer) loop() {
 				break drain
 			}
 		}
-		w.lastGroup = len(w.batch)
 		w.commit(w.batch)
 		clear(w.batch)
 	}

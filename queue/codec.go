@@ -94,7 +94,7 @@ func AppendRecord(dst []byte, targets []string, appended time.Time, c *spec.Comm
 
 // DecodeRecord reads a payload written by [EncodeRecord]. The record's Event
 // is decoded with [spec.Decode] and its ReceivedAt restored from the payload;
-// it keeps the payload's JSON ([spec.KeepDecoded]), so that integrations
+// it keeps the payload's JSON ([spec.DecodeStored]), so that integrations
 // writing it again get those bytes rather than a second encoding;
 // Size is the length of the event's JSON; Seq is zero. A payload that is not
 // a whole, valid record is an error wrapping [ErrBadRecord].
@@ -103,12 +103,11 @@ func DecodeRecord(b []byte) (Record, error) {
 	if err != nil {
 		return Record{}, err
 	}
-	e, err := spec.Decode(raw, "")
+	e, err := spec.DecodeStored(raw) // raw is what the event's MarshalJSON wrote
 	if err != nil {
 		return Record{}, fmt.Errorf("%w: event: %w", ErrBadRecord, err)
 	}
-	e.Fields().ReceivedAt = h.ReceivedAt
-	spec.KeepDecoded(e, raw) // raw is what the event's MarshalJSON wrote
+	e.Fields().ReceivedAt = h.ReceivedAt // the same instant, in its zone
 	return Record{
 		Event:       e,
 		Targets:     h.Targets,

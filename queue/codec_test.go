@@ -324,6 +324,11 @@ func TestDecodeRecordKeepsTheEventsJSON(t *testing.T) {
 			if !bytes.Equal(kept, want) {
 				t.Errorf("%s: the record kept\n%s\nMarshalJSON writes\n%s", filepath.Base(name), kept, want)
 			}
+			// And it is kept: a change (against the rules) does not show.
+			rec.Event.Fields().MessageID = "changed"
+			if again, _ := rec.Event.MarshalJSON(); !bytes.Equal(again, kept) {
+				t.Errorf("%s: the decoded record's event keeps no JSON: %s", filepath.Base(name), again)
+			}
 		}
 	}
 }

@@ -113,14 +113,14 @@ func BenchmarkMarshal(b *testing.B) {
 	}
 }
 
-// BenchmarkMarshalTrackKept is MarshalJSON of an event whose JSON a queue
-// kept with KeepJSON: a copy of the bytes.
+// BenchmarkMarshalTrackKept is MarshalJSON of an event that keeps its JSON
+// (WithJSON): a copy of the bytes.
 func BenchmarkMarshalTrackKept(b *testing.B) {
 	e, err := Decode([]byte(benchTrack), "")
 	if err != nil {
 		b.Fatal(err)
 	}
-	if _, err := KeepJSON(e); err != nil {
+	if e, _, err = WithJSON(e); err != nil {
 		b.Fatal(err)
 	}
 	b.ReportAllocs()

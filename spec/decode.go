@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"reflect"
+	"slices"
 	"sync"
 	"time"
 )
@@ -30,6 +31,22 @@ var ErrNotObject = errors.New("spec: body is not a JSON object")
 // Malformed JSON yields an error wrapping [ErrNotObject] or the json error.
 func Decode(data []byte, typ Type) (Event, error) {
 	return decode(data, typ, MaxEventMemory)
+}
+
+// DecodeStored is [Decode] for JSON that an event's MarshalJSON wrote, such
+// as an event a durable queue stored and reads back: the event keeps a copy
+// of data, and its MarshalJSON returns that instead of encoding the event
+// again. MarshalJSON writes a decoded event back byte for byte, so the
+// kept JSON is what it would write; for other JSON (keys repeated, say) it
+// would not be, which is why this is only for JSON MarshalJSON wrote. The
+// event is read-only: a change to it would not show in its JSON.
+func DecodeStored(data []byte) (Event, error) {
+	e, err := Decode(data, "")
+	if e != nil && err == nil {
+		c := e.Fields()
+		c.json, c.jsonOf = slices.Clone(bytes.Trim(data, jsonSpace)), c
+	}
+	return e, err
 }
 
 // decode is Decode with the memory bound as a parameter, for tests that

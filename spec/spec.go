@@ -157,7 +157,7 @@ type Common struct {
 	mem    int            // estimate of the heap held; see Size
 	shared *sharedContext // set while Context is shared with a batch's other events
 	merged bool           // Batch.Merge was applied
-	json   []byte         // the JSON KeepJSON kept, valid while jsonOf is c
+	json   []byte         // the JSON WithJSON or DecodeStored kept, valid while jsonOf is c
 	jsonOf *Common        // the Common json was written for, not a copy of it
 }
 
@@ -172,9 +172,15 @@ func (c *Common) Fields() *Common { return c }
 // object shared with a batch ([Batch.Merge]) counts in full for each event
 // that holds it.
 //
+// An event that keeps its JSON ([WithJSON], [DecodeStored]) counts it too.
 // Size returns 0 for an event built in Go rather than decoded; the caller
 // then chooses its own estimate.
-func (c *Common) Size() int { return c.mem }
+func (c *Common) Size() int {
+	if c.mem > 0 && c.jsonOf == c {
+		return c.mem + len(c.json) // the JSON it keeps, see WithJSON
+	}
+	return c.mem
+}
 
 // Track records an action a user performed.
 type Track struct {
