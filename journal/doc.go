@@ -106,17 +106,17 @@
 // work (go test -run '^$' -bench Append -benchtime 3s -count 3):
 //
 //	producers  store    events/s  events/sync  p50 ms  p99 ms  CPU µs/event
-//	        1  journal     7,881          1.0    0.12    0.21          75
-//	        1  pebble      5,266          1.0    0.18    0.30         110
-//	       16  journal    67,693         12.2    0.21    0.73          10
-//	       16  pebble     59,167          7.3    0.22    1.02          16
-//	       64  journal   157,309         35.6    0.35    1.68           7
-//	       64  pebble     92,301         20.5    0.55    2.99          14
-//	      256  journal   323,373        126.4    0.65    2.69           4
-//	      256  pebble    127,405         33.7    1.62    7.74          11
+//	        1  journal     6,656          1.0    0.14    0.30          95
+//	        1  pebble      4,879          1.0    0.20    0.34         117
+//	       16  journal    53,400          7.5    0.25    1.15          19
+//	       16  pebble     46,877          7.1    0.27    1.33          22
+//	       64  journal   106,089         20.3    0.47    2.25          12
+//	       64  pebble    100,799         17.9    0.48    2.91          13
+//	      256  journal   126,116         42.6    1.68    5.87          11
+//	      256  pebble    101,840         38.7    1.99    8.90          14
 //
-// The journal's medians are ahead at every concurrency, on throughput (1.1
-// to 2.5 times), on the wait and on CPU, with no background compaction;
+// The journal's medians are ahead at every concurrency, on throughput (1.05
+// to 1.4 times), on the wait and on CPU, with no background compaction;
 // an earlier series on a busier day had it ahead by 1.3 to 3.7 times. Single
 // runs swing by up to 2x on this shared machine. It is also
 // what the queue needs and no more: an append-only log with per-reader
