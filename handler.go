@@ -468,6 +468,13 @@ func (h *Handler) decode(body []byte, typ spec.Type, keyChecked bool) (c *call, 
 				return c, http.StatusRequestEntityTooLarge, errorBody{Error: fmt.Sprintf("Batch too large: its events would hold over %d bytes of memory once decoded; send fewer events at a time", maxHeld)}
 			}
 			b.Merge(e)
+			// Merged, the event holds the batch-level objects too; it
+			// must stay within what one event may hold, so that a
+			// durable queue can read it back.
+			if m := e.Fields().Size(); m > spec.MaxEventMemory {
+				c.rejected = append(c.rejected, itemError{Index: i, Error: "Event too large", Fields: []spec.FieldError{{Rule: "size", Message: fmt.Sprintf("would hold about %d bytes of memory with the batch-level context and integrations; the limit is %d", m, spec.MaxEventMemory)}}})
+				continue
+			}
 			err = e.Validate()
 		}
 		if err != nil {

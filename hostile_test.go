@@ -108,6 +108,25 @@ func TestAmplificationBatchIsRefused(t *testing.T) {
 	}
 }
 
+// TestMergedEventWithinMemoryBound: a batch-level context small as JSON but
+// costly once decoded (thousands of empty objects) makes each item that
+// inherits it hold more than one event may: the item is refused (rule
+// "size"), not accepted and then unreadable from a durable queue.
+func TestMergedEventWithinMemoryBound(t *testing.T) {
+	c := newCollector(t, nil, opentrack.Options{})
+	ctx := `{"k":[` + strings.TrimSuffix(strings.Repeat(`{},`, 8000), ",") + `]}`
+	body := `{"context":` + ctx + `,"batch":[{"type":"track","userId":"u","event":"E"}]}`
+	a := c.do(t, "POST", "/batch", body, nil)
+	if a.status != 400 || !strings.Contains(a.raw, `"rule":"size"`) || !strings.Contains(a.raw, "batch-level context") {
+		t.Errorf("answer %d %.300s; want 400 with the item too large once merged", a.status, a.raw)
+	}
+	// The same context with a few objects is fine.
+	body = `{"context":{"k":[{},{}]},"batch":[{"type":"track","userId":"u","event":"E"}]}`
+	if a := c.do(t, "POST", "/batch", body, nil); a.status != 200 {
+		t.Errorf("a small batch-level context: %d %.200s, want 200", a.status, a.raw)
+	}
+}
+
 // TestHostileFieldsAreRefusedAtTheDoor: what a sink would refuse later, or
 // what would merge two users into one, is a 400 that names the field.
 func TestHostileFieldsAreRefusedAtTheDoor(t *testing.T) {

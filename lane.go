@@ -299,7 +299,8 @@ func (l *lane) waitRoom(ctx context.Context) int {
 		l.mu.Unlock()
 		if !full {
 			// However large the events, a read cannot take the window
-			// much past its bytes: each holds at most MaxEventMemory.
+			// much past its bytes: each holds about MaxEventMemory at
+			// most (plus, from a durable queue, its JSON).
 			return max(1, min(n, readChunk, int(room/spec.MaxEventMemory)))
 		}
 		select {

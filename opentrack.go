@@ -158,9 +158,11 @@ type RetryPolicy struct {
 }
 
 // BatchOptions says when the Manager hands a batch to a [Batcher]: when it
-// holds MaxEvents events or MaxBytes bytes (the memory its events hold, as
-// spec.Common.Size counts it: two to four times their JSON), or Interval
-// after its first event, whichever comes first. An integration whose
+// holds MaxEvents events or MaxBytes bytes (as the queue counts its
+// records: on the memory queue the memory their events hold, as
+// spec.Common.Size counts it, two to four times their JSON; on a durable
+// queue the length of their JSON), or Interval after its first event,
+// whichever comes first. An integration whose
 // destination limits request bytes splits batches by its own count.
 type BatchOptions struct {
 	// MaxEvents defaults to DefaultBatchMaxEvents.
@@ -175,7 +177,9 @@ type BatchOptions struct {
 type Failure struct {
 	// Integration is the Name of the integration.
 	Integration string
-	// Event is the event; treat it as read-only.
+	// Event is the event; treat it as read-only. With a durable queue it is
+	// a copy of the event enqueued, or one read back, that keeps its JSON
+	// (spec.WithJSON): to change it, copy its struct first.
 	Event spec.Event
 	// Err is the last error.
 	Err error

@@ -705,3 +705,26 @@ func TestEventsKeepTheirJSON(t *testing.T) {
 	rs = openReaders(t, j, "A")
 	check("disk", readN(t, rs[0], 3))
 }
+
+// TestEventsReadFromDiskKeepTheirOwnJSON reads back far more records than
+// one read from disk takes, and checks that each event keeps its own JSON,
+// not bytes of a buffer the reader has since used again.
+func TestEventsReadFromDiskKeepTheirOwnJSON(t *testing.T) {
+	dir := t.TempDir()
+	j := openJournal(t, dir, nil)
+	openReaders(t, j, "A")
+	const n = 3000
+	appendN(t, j, n, "m", "A")
+	j.Close()
+	j = openJournal(t, dir, nil)
+	rs := openReaders(t, j, "A")
+	for i, r := range readN(t, rs[0], n) {
+		b, err := r.Event.MarshalJSON()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if id := fmt.Sprintf(`"messageId":"m%d"`, i); !strings.Contains(string(b), id) {
+			t.Fatalf("record %d (%s) writes %.120s", i, r.Event.Fields().MessageID, b)
+		}
+	}
+}

@@ -273,7 +273,7 @@ func (r *reader) fill() (int, error) {
 		if !slices.Contains(h.Targets, r.name) {
 			continue
 		}
-		e, err := spec.DecodeStored(raw) // raw is what the event's MarshalJSON wrote
+		e, err := spec.DecodeStored(raw, h.ReceivedAt) // raw is what the event's MarshalJSON wrote
 		if err != nil {
 			// Counted when it was appended or recovered: uncount it.
 			r.fr.skip(f, err.Error())
@@ -281,7 +281,6 @@ func (r *reader) fill() (int, error) {
 			droppedBytes += int64(len(raw))
 			continue
 		}
-		e.Fields().ReceivedAt = h.ReceivedAt // the same instant, in its zone
 		held += int64(e.Fields().Size())
 		got = append(got, queue.Record{
 			Seq:         f.seq,

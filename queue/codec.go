@@ -103,11 +103,10 @@ func DecodeRecord(b []byte) (Record, error) {
 	if err != nil {
 		return Record{}, err
 	}
-	e, err := spec.DecodeStored(raw) // raw is what the event's MarshalJSON wrote
+	e, err := spec.DecodeStored(raw, h.ReceivedAt) // raw is what the event's MarshalJSON wrote
 	if err != nil {
 		return Record{}, fmt.Errorf("%w: event: %w", ErrBadRecord, err)
 	}
-	e.Fields().ReceivedAt = h.ReceivedAt // the same instant, in its zone
 	return Record{
 		Event:       e,
 		Targets:     h.Targets,

@@ -34,16 +34,23 @@ func Decode(data []byte, typ Type) (Event, error) {
 }
 
 // DecodeStored is [Decode] for JSON that an event's MarshalJSON wrote, such
-// as an event a durable queue stored and reads back: the event keeps a copy
-// of data, and its MarshalJSON returns that instead of encoding the event
-// again. MarshalJSON writes a decoded event back byte for byte, so the
-// kept JSON is what it would write; for other JSON (keys repeated, say) it
-// would not be, which is why this is only for JSON MarshalJSON wrote. The
-// event is read-only: a change to it would not show in its JSON.
-func DecodeStored(data []byte) (Event, error) {
-	e, err := Decode(data, "")
+// as an event a durable queue stored and reads back, with the receivedAt it
+// stored beside it (Decode leaves ReceivedAt to the caller): the event
+// keeps a copy of data, and its MarshalJSON returns that instead of
+// encoding the event again. MarshalJSON writes a decoded event back byte
+// for byte, so the kept JSON is what it would write; for other JSON (keys
+// repeated, say) it would not be, which is why this is only for JSON
+// MarshalJSON wrote. The event is read-only: a change to it would not show
+// in its JSON.
+//
+// An accepted event was within [MaxEventMemory]; DecodeStored allows twice
+// that, so that no event accepted is refused when it is read back, while
+// stored data that was never accepted still cannot cost unbounded memory.
+func DecodeStored(data []byte, receivedAt time.Time) (Event, error) {
+	e, err := decode(data, "", 2*MaxEventMemory)
 	if e != nil && err == nil {
 		c := e.Fields()
+		c.ReceivedAt = receivedAt
 		c.json, c.jsonOf = slices.Clone(bytes.Trim(data, jsonSpace)), c
 	}
 	return e, err

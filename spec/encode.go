@@ -113,8 +113,10 @@ func (a *Alias) MarshalJSON() ([]byte, error) {
 // file, the webhook, BigQuery's raw column).
 //
 // The copy shares e's maps. Like every event handed to integrations it is
-// read-only: a change to it would not show in its JSON. The bytes returned
-// are the ones the copy keeps: read them, do not change them.
+// read-only: a change to it would not show in its JSON (to change one, copy
+// its struct: a value copy keeps nothing). The bytes returned are the ones
+// the copy keeps: read them, do not change them. For an Event type of
+// another package, WithJSON returns e itself, which keeps nothing.
 func WithJSON(e Event) (Event, []byte, error) {
 	b, err := e.MarshalJSON()
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -358,26 +359,45 @@ func TestWithJSON(t *testing.T) {
 		if again, _ := cp.MarshalJSON(); !bytes.Equal(again, want) {
 			t.Errorf("%s: changing MarshalJSON's result changed the kept JSON: %s", tt.json, again)
 		}
+		// A value copy of the copy keeps nothing: it writes itself, and
+		// its Size does not count bytes it does not keep.
+		v := reflect.New(reflect.TypeOf(cp).Elem())
+		v.Elem().Set(reflect.ValueOf(cp).Elem())
+		vc := v.Interface().(Event)
+		if vc.Fields().Size() != e.Fields().Size() {
+			t.Errorf("%s: a value copy's Size is %d, want the event's %d", tt.json, vc.Fields().Size(), e.Fields().Size())
+		}
+		if got, _ := vc.MarshalJSON(); !bytes.Contains(got, []byte(`"Changed"`)) {
+			t.Errorf("%s: a value copy, changed, writes %s: the copy's kept JSON, not its own", tt.json, got)
+		}
 	}
 }
 
 // TestDecodeStoredKeepsItsJSON checks that an event read back with
-// DecodeStored keeps the JSON it was read from, which MarshalJSON wrote.
+// DecodeStored has the receivedAt stored beside it and keeps the JSON it was
+// read from, a copy of it.
 func TestDecodeStoredKeepsItsJSON(t *testing.T) {
 	e := mustDecode(t, benchTrack, "")
+	received := time.Date(2026, 1, 2, 3, 4, 5, 6, time.FixedZone("", 5400))
+	Enrich(e, received, "")
 	data, err := e.MarshalJSON()
 	if err != nil {
 		t.Fatal(err)
 	}
-	stored, err := DecodeStored(data)
+	want := bytes.Clone(data)
+	stored, err := DecodeStored(data, received)
 	if err != nil {
 		t.Fatal(err)
 	}
-	stored.(*Track).Event = "Changed" // against the rules: it does not show
-	if got, _ := stored.MarshalJSON(); !bytes.Equal(got, data) {
-		t.Errorf("MarshalJSON of a stored event = %s, want the JSON it was read from %s", got, data)
+	if !stored.Fields().ReceivedAt.Equal(received) {
+		t.Errorf("ReceivedAt = %v, want %v", stored.Fields().ReceivedAt, received)
 	}
-	if _, err := DecodeStored([]byte(`{"type":"track","event":1}`)); err == nil {
+	clear(data)                       // the buffer the data was read from, used again
+	stored.(*Track).Event = "Changed" // against the rules: it does not show
+	if got, _ := stored.MarshalJSON(); !bytes.Equal(got, want) {
+		t.Errorf("MarshalJSON of a stored event = %s, want the JSON it was read from %s", got, want)
+	}
+	if _, err := DecodeStored([]byte(`{"type":"track","event":1}`), received); err == nil {
 		t.Error("DecodeStored accepted what Decode refuses")
 	}
 }

@@ -5,7 +5,8 @@
 //	ADMIN_ADDR             address for /stats and /metrics, such as 127.0.0.1:9091
 //	                       (default: served on PORT, with a warning at start)
 //	WRITE_KEY              accepted write keys, comma-separated (default: none,
-//	                       open, with a warning at start)
+//	                       open, with a warning at start; set but holding no key
+//	                       is an error)
 //	CORS_ALLOWED_ORIGINS   browser origins allowed, comma-separated (default: any)
 //	PUBLIC_URL             the collector's public address with its mount path, named
 //	                       in analytics.js's settings (default: from each request)
