@@ -3,15 +3,18 @@ package opentrack_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
 
 	"github.com/opentrackhq/opentrack"
 	"github.com/opentrackhq/opentrack/journal"
+	"github.com/opentrackhq/opentrack/queue"
 	"github.com/opentrackhq/opentrack/spec"
 )
 
@@ -224,5 +227,57 @@ func TestStatsShowTheJournal(t *testing.T) {
 	}
 	if err := json.Unmarshal(w.Body.Bytes(), &page); err != nil || page.Queue == nil || page.Queue.Bytes <= 0 {
 		t.Errorf("stats %s: want the journal's size", w.Body)
+	}
+}
+
+// TestRestartWithABacklogDeliversIt: a Manager started on a journal that
+// holds records begins delivering them at once, to a per-event integration
+// and to a Batcher, with every channel its lanes use made before they read
+// (run under -race, this is where they raced).
+func TestRestartWithABacklogDeliversIt(t *testing.T) {
+	dir := t.TempDir()
+	j, err := journal.Open(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := j.Open([]string{"A", "B"}); err != nil {
+		t.Fatal(err)
+	}
+	const n = 50
+	for i := range n {
+		if err := j.Append(t.Context(), []queue.Record{{Event: track(fmt.Sprint("m", i)), Targets: []string{"A", "B"}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	j, err = journal.Open(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The test's goroutine waits on these and touches nothing the lanes
+	// use, so that nothing orders their start before what they read.
+	doneA, doneB := make(chan struct{}), make(chan struct{})
+	var gotA, gotB atomic.Int64
+	a := opentrack.Func("A", func(context.Context, spec.Event) error {
+		if gotA.Add(1) == n {
+			close(doneA)
+		}
+		return nil
+	})
+	b := &funcBatcher{Base: opentrack.Base{ID: "B"}, fn: func(events []spec.Event) error {
+		if gotB.Add(int64(len(events))) == n {
+			close(doneB)
+		}
+		return nil
+	}}
+	newManager(t, opentrack.Options{Integrations: []opentrack.Integration{a, b}, Queue: j})
+	for name, done := range map[string]chan struct{}{"A": doneA, "B": doneB} {
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			t.Fatalf("%s got %d of the %d events waiting in the journal (A %d, B %d)", name, map[string]int64{"A": gotA.Load(), "B": gotB.Load()}[name], n, gotA.Load(), gotB.Load())
+		}
 	}
 }

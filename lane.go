@@ -146,11 +146,17 @@ func newLane(m *Manager, in Integration, d Delivery) *lane {
 }
 
 func (l *lane) start() {
-	l.wg.Go(l.init)
-	l.wg.Go(l.feed)
+	// The channels are made before feed starts: a queue with records at
+	// start (a journal after a restart) has feed hand them on at once.
 	if l.batches() {
 		l.batchIn = make(chan []*item)
 		l.batchSend = make(chan []*item)
+	} else {
+		l.work = make(chan *userQ, l.d.QueueSize)
+	}
+	l.wg.Go(l.init)
+	l.wg.Go(l.feed)
+	if l.batches() {
 		l.wg.Go(l.collect)
 		for range l.d.Workers {
 			l.wg.Go(func() {
@@ -166,7 +172,6 @@ func (l *lane) start() {
 		}
 		return
 	}
-	l.work = make(chan *userQ, l.d.QueueSize)
 	for range l.d.Workers {
 		l.wg.Go(func() {
 			for {
