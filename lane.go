@@ -804,11 +804,13 @@ func (l *lane) sendBatch(items []*item) {
 		again    []*item
 		longest  time.Duration
 		retryErr error
+		settled  []*item // with their errors in errs, settled once the span ends
+		errs     []error
 	)
 	for i, it := range items {
 		ierr := outcome(i)
 		if ierr == nil {
-			l.settle(it, nil)
+			settled, errs = append(settled, it), append(errs, nil)
 			continue
 		}
 		wait, ok := l.retryWait(it, ierr)
@@ -816,7 +818,7 @@ func (l *lane) sendBatch(items []*item) {
 			if l.m.durable && l.ctx.Err() != nil {
 				continue // cut off by Shutdown's deadline: it stays in the queue
 			}
-			l.settle(it, l.withCause(ierr))
+			settled, errs = append(settled, it), append(errs, l.withCause(ierr))
 			continue
 		}
 		again = append(again, it)
@@ -824,7 +826,12 @@ func (l *lane) sendBatch(items []*item) {
 			longest, retryErr = wait, ierr
 		}
 	}
+	// The span ends before the events settle, so that whoever waits for
+	// them (Flush) finds the call's span ended.
 	call.endBatch(err, len(again))
+	for i, it := range settled {
+		l.settle(it, errs[i])
+	}
 	if len(again) == 0 {
 		return
 	}
