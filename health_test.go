@@ -233,7 +233,8 @@ func TestStatsShowTheJournal(t *testing.T) {
 // TestRestartWithABacklogDeliversIt: a Manager started on a journal that
 // holds records begins delivering them at once, to a per-event integration
 // and to a Batcher, with every channel its lanes use made before they read
-// (run under -race, this is where they raced).
+// (this is where they raced: the test catches it under -race, as CI runs
+// it; without -race a nil channel would hang it until go test's timeout).
 func TestRestartWithABacklogDeliversIt(t *testing.T) {
 	dir := t.TempDir()
 	j, err := journal.Open(dir, nil)

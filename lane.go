@@ -778,6 +778,12 @@ func (l *lane) collect() {
 
 // sendBatch makes one attempt at a batch. Failed events that may be retried
 // wait on a timer and go again as a batch of their own.
+// settlement is an item of a batch and the outcome it settles with.
+type settlement struct {
+	it  *item
+	err error
+}
+
 func (l *lane) sendBatch(items []*item) {
 	if err := l.unusable(); err != nil {
 		if l.m.durable {
@@ -804,13 +810,12 @@ func (l *lane) sendBatch(items []*item) {
 		again    []*item
 		longest  time.Duration
 		retryErr error
-		settled  []*item // with their errors in errs, settled once the span ends
-		errs     []error
+		toSettle []settlement // once the span has ended
 	)
 	for i, it := range items {
 		ierr := outcome(i)
 		if ierr == nil {
-			settled, errs = append(settled, it), append(errs, nil)
+			toSettle = append(toSettle, settlement{it, nil})
 			continue
 		}
 		wait, ok := l.retryWait(it, ierr)
@@ -818,7 +823,7 @@ func (l *lane) sendBatch(items []*item) {
 			if l.m.durable && l.ctx.Err() != nil {
 				continue // cut off by Shutdown's deadline: it stays in the queue
 			}
-			settled, errs = append(settled, it), append(errs, l.withCause(ierr))
+			toSettle = append(toSettle, settlement{it, l.withCause(ierr)})
 			continue
 		}
 		again = append(again, it)
@@ -829,8 +834,8 @@ func (l *lane) sendBatch(items []*item) {
 	// The span ends before the events settle, so that whoever waits for
 	// them (Flush) finds the call's span ended.
 	call.endBatch(err, len(again))
-	for i, it := range settled {
-		l.settle(it, errs[i])
+	for _, st := range toSettle {
+		l.settle(st.it, st.err)
 	}
 	if len(again) == 0 {
 		return

@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -532,5 +533,46 @@ func TestHandlerLogsRefusalsAtDebugRateLimited(t *testing.T) {
 	h.ServeHTTP(httptest.NewRecorder(), req)
 	if l := quiet.lines(); len(l) != 0 {
 		t.Errorf("logged at info level: %v", l)
+	}
+}
+
+// statsAtEnd records, when a Batcher's delivery span ends, how many events
+// the integration had delivered by then.
+type statsAtEnd struct {
+	*tracetest.SpanRecorder
+	m              atomic.Pointer[opentrack.Manager]
+	deliveredAtEnd atomic.Int64 // Delivered + 1; 0 while no span ended
+}
+
+func (p *statsAtEnd) OnEnd(s sdktrace.ReadOnlySpan) {
+	if s.Name() == "deliver B" {
+		for _, st := range p.m.Load().Stats() {
+			if st.Integration == "B" {
+				p.deliveredAtEnd.Store(int64(st.Delivered) + 1)
+			}
+		}
+	}
+	p.SpanRecorder.OnEnd(s)
+}
+
+// TestBatchSpanEndsBeforeItsEventsSettle: a batch's delivery span has ended
+// by the time its events count as delivered, so that whoever waits for them
+// (Flush) finds the span ended, as for a single event's.
+func TestBatchSpanEndsBeforeItsEventsSettle(t *testing.T) {
+	p := &statsAtEnd{SpanRecorder: tracetest.NewSpanRecorder()}
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(p))
+	b := &funcBatcher{Base: opentrack.Base{ID: "B"}, fn: func([]spec.Event) error { return nil }}
+	m := newManager(t, opentrack.Options{Integrations: []opentrack.Integration{b}, TracerProvider: tp})
+	p.m.Store(m)
+	if err := m.Enqueue(t.Context(), track("m1")); err != nil {
+		t.Fatal(err)
+	}
+	flush(t, m)
+	switch got := p.deliveredAtEnd.Load(); got {
+	case 0:
+		t.Error("no batch span had ended when Flush returned")
+	case 1:
+	default:
+		t.Errorf("the batch span ended with Delivered = %d; want it ended before the event settled (0)", got-1)
 	}
 }

@@ -43,9 +43,11 @@ func Decode(data []byte, typ Type) (Event, error) {
 // MarshalJSON wrote. The event is read-only: a change to it would not show
 // in its JSON.
 //
-// An accepted event was within [MaxEventMemory]; DecodeStored allows twice
-// that, so that no event accepted is refused when it is read back, while
-// stored data that was never accepted still cannot cost unbounded memory.
+// An event the HTTP handler accepted was within [MaxEventMemory];
+// DecodeStored allows twice that, so that no such event is refused when it
+// is read back, while stored data that was never accepted still cannot cost
+// unbounded memory. (An event built in Go and enqueued directly is not
+// measured: the host keeps its own events within the bound.)
 func DecodeStored(data []byte, receivedAt time.Time) (Event, error) {
 	e, err := decode(data, "", 2*MaxEventMemory)
 	if e != nil && err == nil {
