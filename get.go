@@ -75,7 +75,7 @@ func (h *Handler) serveGet(w http.ResponseWriter, r *http.Request) {
 // settings or the pixel.
 func isGetRoute(path string) bool {
 	segs := lastSegments(path)
-	return segs[2] == "settings" && segs[0] == "projects" || segs[1] == "pixel" && pixelRoutes[segs[2]] != ""
+	return segs[2] == "settings" && segs[0] == "projects" || pixelType(path) != ""
 }
 
 // pixelType returns the call type of a pixel path, or "".

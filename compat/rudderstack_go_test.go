@@ -167,28 +167,8 @@ func TestRudderStackGo(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			const key = "wk-rudder-go"
 			c := newCollector(t, opentrack.HandlerOptions{WriteKeys: []string{key}})
-			cb := &rudderGoCallback{}
-			logger := &rudderGoLogger{t: t}
-			client, err := rudder.NewWithConfig(key, rudder.Config{
-				DataPlaneUrl: c.URL,
-				DisableGzip:  tc.disableGzip,
-				Callback:     cb,
-				Logger:       logger,
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
 			calls := rudderCalls("rs-go")
-			for _, call := range calls {
-				if err := client.Enqueue(rudderGoMessage(t, call)); err != nil {
-					t.Fatalf("Enqueue %s: %v", call.Call, err)
-				}
-			}
-			// Close sends the queue and returns when the SDK has heard back.
-			if err := client.Close(); err != nil {
-				t.Fatalf("Close: %v", err)
-			}
-
+			cb, logger := sendRudderGo(t, c.URL, key, tc.disableGzip, calls)
 			ok, failed := cb.results()
 			if len(failed) != 0 || len(ok) != len(calls) {
 				t.Fatalf("the SDK reported %d delivered, %d failed (%v); want %d delivered\nlog:\n%s", len(ok), len(failed), failed, len(calls), logger.text())
@@ -238,34 +218,44 @@ func TestRudderStackGo(t *testing.T) {
 	}
 }
 
-// TestRudderStackGoWrongKey sends with a write key the collector does not
-// accept, with the SDK's default options: the SDK must report every message
-// failed with the 401, log the collector's answer, and nothing may be
-// stored.
-func TestRudderStackGoWrongKey(t *testing.T) {
-	c := newCollector(t, opentrack.HandlerOptions{WriteKeys: []string{"wk-rudder-go"}})
+// sendRudderGo sends calls through RudderStack's Go SDK to the collector at
+// url with write key key, and closes the client: Close sends what is queued
+// and returns when the SDK has heard back. It returns what the SDK reported
+// and logged.
+func sendRudderGo(t *testing.T, url, key string, disableGzip bool, calls []rudderCall) (*rudderGoCallback, *rudderGoLogger) {
+	t.Helper()
 	cb := &rudderGoCallback{}
 	logger := &rudderGoLogger{t: t}
-	client, err := rudder.NewWithConfig("not-the-key", rudder.Config{
-		DataPlaneUrl: c.URL,
+	client, err := rudder.NewWithConfig(key, rudder.Config{
+		DataPlaneUrl: url,
+		DisableGzip:  disableGzip,
 		Callback:     cb,
 		Logger:       logger,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	calls := rudderCalls("rs-go-bad")
 	for _, call := range calls {
 		if err := client.Enqueue(rudderGoMessage(t, call)); err != nil {
 			t.Fatalf("Enqueue %s: %v", call.Call, err)
 		}
 	}
-	// Close sends the batch, and, when it is refused, ends the retries at
-	// once and reports the messages failed.
 	if err := client.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
+	return cb, logger
+}
 
+// TestRudderStackGoWrongKey sends with a write key the collector does not
+// accept, with the SDK's default options: the SDK must report every message
+// failed with the 401, log the collector's answer, and nothing may be
+// stored.
+func TestRudderStackGoWrongKey(t *testing.T) {
+	c := newCollector(t, opentrack.HandlerOptions{WriteKeys: []string{"wk-rudder-go"}})
+	calls := rudderCalls("rs-go-bad")
+	// When the batch is refused, Close ends the SDK's retries at once and
+	// reports the messages failed.
+	cb, logger := sendRudderGo(t, c.URL, "not-the-key", false, calls)
 	ok, failed := cb.results()
 	if len(ok) != 0 {
 		t.Errorf("the SDK reported %v delivered with a wrong key", ok)

@@ -1,13 +1,10 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -110,22 +107,7 @@ func TestJetStreamServer(t *testing.T) {
 		t.Fatal("server did not stop")
 	}
 
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	lines := map[string]int{}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		var e struct {
-			MessageID string `json:"messageId"`
-		}
-		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
-			t.Fatalf("bad line %q: %v", sc.Text(), err)
-		}
-		lines[e.MessageID]++
-	}
+	lines := messageIDCounts(t, path)
 	for _, id := range []string{"m-identify", "m-track", "m-page", "m-screen", "m-group", "m-alias"} {
 		if lines[id] != 1 {
 			t.Errorf("%s is in the file %d times, want 1", id, lines[id])

@@ -96,26 +96,7 @@ func TestSIGTERMUnderLoadLosesNothing(t *testing.T) {
 	stop.Store(true)
 	wg.Wait()
 
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	lines := map[string]int{}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		var e struct {
-			MessageID string `json:"messageId"`
-			Type      string `json:"type"`
-		}
-		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
-			t.Fatalf("bad line %q: %v", sc.Text(), err)
-		}
-		lines[e.MessageID]++
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
-	}
+	lines := messageIDCounts(t, path)
 	mu.Lock()
 	defer mu.Unlock()
 	if len(accepted) < 100 {
@@ -127,4 +108,30 @@ func TestSIGTERMUnderLoadLosesNothing(t *testing.T) {
 		}
 	}
 	t.Logf("sent %d requests; %d accepted, all in the file once; %d refused or failed after SIGTERM", sent.Load(), len(accepted), refused.Load())
+}
+
+// messageIDCounts reads the JSON-lines file at path and counts the lines of
+// each messageId; a line that is not JSON fails the test.
+func messageIDCounts(t *testing.T, path string) map[string]int {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	lines := map[string]int{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var e struct {
+			MessageID string `json:"messageId"`
+		}
+		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+			t.Fatalf("bad line %q: %v", sc.Text(), err)
+		}
+		lines[e.MessageID]++
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return lines
 }
