@@ -21,7 +21,7 @@
 // timed out or the browser failed (the report then says why).
 'use strict'
 
-const { chromium } = require('playwright-core')
+const { withChromium } = require('./launch.js')
 
 const cfg = JSON.parse(process.argv[2])
 const collectorOrigin = new URL(cfg.collector).origin
@@ -97,26 +97,7 @@ async function runInPage({ writeKey, apiHost, calls }) {
   }
 }
 
-async function main() {
-  const context = await chromium.launchPersistentContext(cfg.userDataDir, {
-    executablePath: cfg.chromium,
-    headless: true,
-    args: [
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-      '--no-first-run',
-      '--disable-quic',
-    ],
-  })
-  try {
-    await drive(context)
-  } finally {
-    await context.close()
-  }
-}
+const main = () => withChromium(cfg, drive)
 
 async function drive(context) {
   let ok = 0

@@ -27,7 +27,7 @@
 'use strict'
 
 const fs = require('node:fs')
-const { chromium } = require('playwright-core')
+const { withChromium } = require('./launch.js')
 
 let cfg = JSON.parse(process.argv[2])
 if (typeof cfg === 'string') cfg = JSON.parse(fs.readFileSync(cfg, 'utf8'))
@@ -111,26 +111,7 @@ function showImages(images) {
   )
 }
 
-async function main() {
-  const context = await chromium.launchPersistentContext(cfg.userDataDir, {
-    executablePath: cfg.chromium,
-    headless: true,
-    args: [
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-      '--no-first-run',
-      '--disable-quic',
-    ],
-  })
-  try {
-    await drive(context)
-  } finally {
-    await context.close()
-  }
-}
+const main = () => withChromium(cfg, drive)
 
 async function drive(context) {
   let ok = 0
