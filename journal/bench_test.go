@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -105,7 +104,26 @@ func cpuTime() time.Duration {
 func BenchmarkAppend(b *testing.B) {
 	for _, producers := range producerCounts {
 		b.Run(fmt.Sprint("journal/producers=", producers), func(b *testing.B) {
-			benchJournal(b, &Options{MaxBytes: 64 << 30}, producers)
+			j := openJournal(b, b.TempDir(), &Options{MaxBytes: 64 << 30})
+			rs := openReaders(b, j, "a")
+			// A reader that keeps up settles everything, so that segments
+			// are recycled as they are in steady use.
+			ctx, cancel := context.WithCancel(context.Background())
+			var wg sync.WaitGroup
+			wg.Go(func() {
+				for {
+					recs, err := rs[0].Next(ctx, 1000)
+					if err != nil {
+						return
+					}
+					rs[0].Settle(seqsOf(recs)...)
+				}
+			})
+			defer func() { cancel(); wg.Wait() }()
+			warmUp(b, j)
+			runProducers(b, producers, func(ctx context.Context, rec queue.Record) error {
+				return j.Append(ctx, []queue.Record{rec})
+			}, func() uint64 { return j.Stats().Syncs })
 		})
 		b.Run(fmt.Sprint("pebble/producers=", producers), func(b *testing.B) {
 			fs := &countingFS{FS: vfs.Default}
@@ -125,62 +143,6 @@ func BenchmarkAppend(b *testing.B) {
 				return db.Set(key, payload, pebble.Sync)
 			}, fs.syncs.Load)
 		})
-	}
-}
-
-// benchJournal runs producers against a journal as in steady use: warmed
-// up, with a reader that keeps up and settles everything (so that
-// segments are recycled), whose CPU counts.
-func benchJournal(b *testing.B, opts *Options, producers int) {
-	j := openJournal(b, b.TempDir(), opts)
-	rs := openReaders(b, j, "a")
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for {
-			recs, err := rs[0].Next(ctx, 1000)
-			if err != nil {
-				return
-			}
-			rs[0].Settle(seqsOf(recs)...)
-		}
-	})
-	defer func() { cancel(); wg.Wait() }()
-	warmUp(b, j)
-	runProducers(b, producers, func(ctx context.Context, rec queue.Record) error {
-		return j.Append(ctx, []queue.Record{rec})
-	}, func() uint64 { return j.Stats().Syncs })
-}
-
-// BenchmarkGroupWait measures the journal with Options.GroupWait off and
-// at its default, alone and beside as many CPU-bound goroutines as there
-// are Ps (a host busy with other work, which the writer must not wait
-// behind):
-//
-//	go test -run '^$' -bench GroupWait -benchtime 3s ./journal/
-func BenchmarkGroupWait(b *testing.B) {
-	for _, producers := range []int{16, 64} {
-		for _, busy := range []int{0, runtime.GOMAXPROCS(0)} {
-			for _, wait := range []time.Duration{-1, 0} {
-				name := "default"
-				if wait < 0 {
-					name = "off"
-				}
-				b.Run(fmt.Sprintf("producers=%d/busy=%d/wait=%s", producers, busy, name), func(b *testing.B) {
-					var stop atomic.Bool
-					var spin sync.WaitGroup
-					for range busy {
-						spin.Go(func() {
-							for !stop.Load() {
-								// Spin: no call, so only preemption takes the P.
-							}
-						})
-					}
-					defer func() { stop.Store(true); spin.Wait() }()
-					benchJournal(b, &Options{MaxBytes: 64 << 30, GroupWait: wait}, producers)
-				})
-			}
-		}
 	}
 }
 

@@ -106,18 +106,19 @@
 // work (go test -run '^$' -bench Append -benchtime 3s -count 3):
 //
 //	producers  store    events/s  events/sync  p50 ms  p99 ms  CPU µs/event
-//	        1  journal     7,116          1.0    0.13    0.27            84
-//	        1  pebble      4,914          1.0    0.19    0.35           118
-//	       16  journal    58,850         16.0    0.25    0.88            15
-//	       16  pebble     46,559          7.3    0.28    1.32            21
-//	       64  journal   125,689         59.5    0.43    1.80            10
-//	       64  pebble     85,066         18.1    0.58    3.18            15
-//	      256  journal   216,560        183.6    0.97    3.48             7
-//	      256  pebble    132,231         37.0    1.58    7.33            11
+//	        1  journal     6,656          1.0    0.14    0.30          95
+//	        1  pebble      4,879          1.0    0.20    0.34         117
+//	       16  journal    53,400          7.5    0.25    1.15          19
+//	       16  pebble     46,877          7.1    0.27    1.33          22
+//	       64  journal   106,089         20.3    0.47    2.25          12
+//	       64  pebble    100,799         17.9    0.48    2.91          13
+//	      256  journal   126,116         42.6    1.68    5.87          11
+//	      256  pebble    101,840         38.7    1.99    8.90          14
 //
-// The journal's medians are ahead at every concurrency, on throughput (1.3
-// to 1.6 times), on the wait and on CPU, with no background compaction.
-// Single runs swing by up to 2x on this shared machine. It is also
+// The journal's medians are ahead at every concurrency, on throughput (1.05
+// to 1.4 times), on the wait and on CPU, with no background compaction;
+// an earlier series on a busier day had it ahead by 1.3 to 3.7 times. Single
+// runs swing by up to 2x on this shared machine. It is also
 // what the queue needs and no more: an append-only log with per-reader
 // cursors, where pebble would add keys, deletes and compactions of data
 // that is read once.
@@ -147,36 +148,4 @@
 // next group gathers. Each reader's Next is meant for one goroutine at a
 // time (concurrent calls are safe, and serialised); Settle and Stats may be
 // called from any goroutine.
-//
-// When recent groups held four appends or more, the writer also holds a
-// group open, for at most Options.GroupWait (1 ms), until it is as large
-// as recent ones. An fdatasync costs about as much for one record as for
-// fifty, much of it CPU time on a virtual disk, so fewer, larger groups
-// leave more CPU to the appenders. Without the wait the groups hold what
-// arrived during one sync: about half the appenders when they append as
-// fast as they can, about 8 under the HTTP load test. With it groups grow
-// to the appenders there are, and no further: the size they wait for is a
-// maximum of recent groups that decays by a sixteenth each group. A lone
-// appender, or a few, never wait. BenchmarkGroupWait, medians of 3 runs
-// of 3 s, the wait off and at its default, alone and beside two goroutines
-// that spin without yielding (this VM has two CPUs):
-//
-//	producers  spinning  wait  events/s  events/sync  p50 ms  p99 ms
-//	       16         0  off     62,460          7.6    0.22    1.00
-//	       16         0  1 ms    62,622         15.9    0.23    0.85
-//	       16         2  off      4,334          1.1    0.13    64.7
-//	       16         2  1 ms     5,447          3.4    0.25    45.2
-//	       64         0  off    119,344         21.1    0.41    1.98
-//	       64         0  1 ms   132,252         60.6    0.42    1.65
-//	       64         2  off      5,936          1.4    0.15    76.5
-//	       64         2  1 ms     6,320          6.2    0.67    55.2
-//
-// When goroutines that do not yield hold the CPUs, the writer's timer
-// fires late; a wait that overran twice its length tells the writer so,
-// and it stops waiting until groups grow again. Beside the spinning
-// goroutines the wait moves latency from the slowest appends to the middle
-// (p99 down by a third, p50 up) for as many appends or more. The example
-// server under loadtest/run.sh answered 0.86 to 1.15 times as many
-// requests with the wait as without it, 1.07 in the median of six pairs of
-// runs (see the README).
 package journal

@@ -27,9 +27,6 @@ const (
 	// DefaultCursorInterval is the least time between two writes of the
 	// cursors file while readers settle records.
 	DefaultCursorInterval = 100 * time.Millisecond
-	// DefaultGroupWait is the longest the writer holds a group of appends
-	// open for more: 1 ms.
-	DefaultGroupWait = time.Millisecond
 	// MinSegmentBytes is the smallest SegmentBytes accepted.
 	MinSegmentBytes = 1 << 10
 )
@@ -71,16 +68,6 @@ type Options struct {
 	// After a crash, records settled within the last CursorInterval are
 	// delivered again. Default DefaultCursorInterval (100 ms).
 	CursorInterval time.Duration
-	// GroupWait is the longest the writer holds a group of appends open,
-	// waiting for more to share its fdatasync, when recent groups show
-	// that many appenders are at work (four or more at once): it waits
-	// until the group is as large as recent ones, or GroupWait has
-	// passed, whichever comes first. Fewer appenders never wait. Under
-	// load it trades up to GroupWait of an Append's wait for fewer syncs,
-	// and so more appends per second from the same CPU. Negative turns
-	// the wait off: each group is what is waiting when the writer is free.
-	// Default DefaultGroupWait (1 ms).
-	GroupWait time.Duration
 	// Logger receives recovery reports (torn tails truncated, corrupt
 	// records skipped, cursors dropped) and background errors. Default
 	// slog.Default().
@@ -130,9 +117,6 @@ func (o *Options) withDefaults() (Options, error) {
 	}
 	if r.CursorInterval == 0 {
 		r.CursorInterval = DefaultCursorInterval
-	}
-	if r.GroupWait == 0 {
-		r.GroupWait = DefaultGroupWait
 	}
 	if r.Logger == nil {
 		r.Logger = slog.Default()

@@ -85,11 +85,6 @@ type writer struct {
 	buf   []byte
 	batch []*request
 	group []*request
-	// peak is the size of recent groups, a maximum that decays by a
-	// sixteenth with each group: the number of appenders the writer may
-	// expect to wait for (see gather).
-	peak  float64
-	timer *time.Timer // gather's, stopped when not in use
 }
 
 // maxBatchBytes bounds one write, and so the writer's buffer.
@@ -110,80 +105,20 @@ func (w *writer) loop() {
 			return
 		}
 		w.batch = append(w.batch[:0], r)
-		n := w.drain(len(r.frames))
-		if len(w.batch) < int(w.peak) && n < maxBatchBytes {
-			// Hold the group open, then take what else waits.
-			w.drain(w.gather(n))
+		n := len(r.frames)
+	drain:
+		for n < maxBatchBytes {
+			select {
+			case r := <-w.j.reqs:
+				w.batch = append(w.batch, r)
+				n += len(r.frames)
+			default:
+				break drain
+			}
 		}
-		w.peak = max(float64(len(w.batch)), w.peak-w.peak/16)
 		w.commit(w.batch)
 		clear(w.batch)
 	}
-}
-
-// drain adds to w.batch the requests waiting, n bytes so far, up to
-// maxBatchBytes; it returns the bytes in the batch.
-func (w *writer) drain(n int) int {
-	for n < maxBatchBytes {
-		select {
-		case r := <-w.j.reqs:
-			w.batch = append(w.batch, r)
-			n += len(r.frames)
-		default:
-			return n
-		}
-	}
-	return n
-}
-
-// minGather is the least peak at which the writer holds a group open:
-// below it appenders are too few for a wait to pay.
-const minGather = 4
-
-// gather holds the group in w.batch open for more appends, n bytes so far,
-// until it is as large as recent groups (w.peak), or Options.GroupWait has
-// passed, or the journal closes. It returns the bytes in the batch.
-//
-// An fdatasync costs about the same for one record as for fifty, and on
-// the VM measured for this package much of it is CPU time (about 60 µs of
-// a 130 µs pwrite and fdatasync, by getrusage); each group also wakes the
-// writer, its appenders and every reader. Taking only what waits makes
-// groups as small as the arrivals during one sync, while the appenders'
-// own work holds the CPU. Waiting for as many as recent groups held lets
-// the size climb to the number of appenders there are, and no further,
-// since the peak decays when groups come out smaller; when appenders are
-// few (peak below minGather) nothing waits. Figures in the package doc.
-func (w *writer) gather(n int) int {
-	wait := w.j.opts.GroupWait
-	if wait <= 0 || w.peak < minGather {
-		return n
-	}
-	if w.timer == nil {
-		w.timer = time.NewTimer(wait)
-	} else {
-		w.timer.Reset(wait)
-	}
-	defer w.timer.Stop()
-	start := time.Now()
-	for len(w.batch) < int(w.peak) && n < maxBatchBytes {
-		select {
-		case r := <-w.j.reqs:
-			w.batch = append(w.batch, r)
-			n += len(r.frames)
-		case <-w.timer.C:
-			if time.Since(start) > 2*wait {
-				// The timer ran late: goroutines that do not yield hold
-				// every P, so appenders come slowly and a wait only
-				// delays those that came. Wait again once groups show
-				// many appenders.
-				w.peak = 0
-			}
-			return n
-		case <-w.j.quit:
-			return n
-		}
-	}
-	return n
 }
 
 // commit writes the requests of a batch that fit, rolling to a new segment

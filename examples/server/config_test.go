@@ -97,8 +97,6 @@ func TestConfigErrors(t *testing.T) {
 		{map[string]string{"PUBLIC_URL": "collector.example.com"}, "PUBLIC_URL"},
 		{map[string]string{"TRUST_PROXY": "maybe"}, "TRUST_PROXY"},
 		{map[string]string{"OPENTRACK_MAX_DISK": "lots"}, "OPENTRACK_MAX_DISK"},
-		{map[string]string{"OPENTRACK_GROUP_WAIT": "-1ms"}, "OPENTRACK_GROUP_WAIT"},
-		{map[string]string{"OPENTRACK_GROUP_WAIT": "soon"}, "OPENTRACK_GROUP_WAIT"},
 		{map[string]string{"WRITE_KEY": " , ,"}, "WRITE_KEY"}, // set, but no key in it
 		{map[string]string{"PORT": "no-such-port"}, "PORT"},
 	} {

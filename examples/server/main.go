@@ -19,9 +19,6 @@
 //	OPENTRACK_DATA_DIR     the journal's folder (default ./opentrack-data)
 //	OPENTRACK_MAX_DISK     the journal's bound on disk, such as 10GiB (default 1GiB);
 //	                       when full, requests get 503 + Retry-After
-//	OPENTRACK_GROUP_WAIT   how long the journal may hold a group of appends open
-//	                       for more to share its fdatasync, when many arrive at
-//	                       once (default 1ms; 0 turns it off)
 //	SHUTDOWN_TIMEOUT       how long SIGINT/SIGTERM may take to deliver what was
 //	                       accepted (default 30s)
 //	WRITE_TIMEOUT          how long an answer may take to write (default 15s)

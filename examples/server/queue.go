@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/opentrackhq/opentrack"
 	"github.com/opentrackhq/opentrack/journal"
@@ -46,16 +45,6 @@ func queueFromEnv(ctx context.Context, getenv func(string) string, log *slog.Log
 				return nil, fmt.Errorf("OPENTRACK_MAX_DISK: %w", err)
 			}
 			opts.MaxBytes = n
-		}
-		if v := getenv("OPENTRACK_GROUP_WAIT"); v != "" {
-			d, err := time.ParseDuration(v)
-			if err != nil || d < 0 {
-				return nil, fmt.Errorf("OPENTRACK_GROUP_WAIT: %q is not a duration of zero or more, such as 1ms", v)
-			}
-			opts.GroupWait = d
-			if d == 0 {
-				opts.GroupWait = -1 // off
-			}
 		}
 		j, err := journal.Open(dir, opts)
 		if err != nil {
