@@ -202,9 +202,11 @@ type Stats struct {
 	// Deduplicated counts replays of an already accepted messageId that
 	// were not enqueued again.
 	Deduplicated uint64
-	// Redelivered counts events read again from a durable queue after a
-	// restart (they may have been delivered before; destinations dedupe
-	// by messageId).
+	// Redelivered counts events a durable queue handed out that may have
+	// been delivered before (destinations dedupe by messageId): with the
+	// journal, every event past an integration's saved cursor when the
+	// collector started, read before the crash or not; with JetStream,
+	// events NATS had delivered before, to this collector or another.
 	Redelivered uint64
 	// Panics counts calls that panicked; each is also a failure.
 	Panics uint64

@@ -48,8 +48,9 @@ const (
 	// MetricEventsDeduplicated counts replays of an accepted messageId
 	// that were not enqueued again ({event}).
 	MetricEventsDeduplicated = "opentrack.events.deduplicated"
-	// MetricEventsRedelivered counts the events read again from a durable
-	// queue after a restart ({event}).
+	// MetricEventsRedelivered counts the events a durable queue handed out
+	// that may have been delivered before, as Stats.Redelivered does
+	// ({event}).
 	MetricEventsRedelivered = "opentrack.events.redelivered"
 	// MetricEventsUnrouted counts the events accepted for no integration
 	// ({event}; no attribute).
@@ -221,7 +222,7 @@ func (t *telemetry) instruments(meter metric.Meter) error {
 	t.retried = counter(MetricEventsRetried, "Retry attempts, of events and of the integration's Init.")
 	t.failed = counter(MetricEventsFailed, "Events given up on and passed to OnFailure, by reason.")
 	t.deduplicated = counter(MetricEventsDeduplicated, "Replays of an accepted messageId that were not enqueued again.")
-	t.redelivered = counter(MetricEventsRedelivered, "Events read again from a durable queue after a restart.")
+	t.redelivered = counter(MetricEventsRedelivered, "Events a durable queue handed out that may have been delivered before.")
 	t.unrouted = counter(MetricEventsUnrouted, "Events accepted for no integration.")
 	t.depth = gauge(MetricQueueDepth, "{event}", "Events accepted for the integration and not yet delivered or failed.")
 	t.bytes = gauge(MetricQueueBytes, "By", "Size of the events accepted for the integration and not yet delivered or failed.")
