@@ -53,7 +53,7 @@ func DecodeStored(data []byte, receivedAt time.Time) (Event, error) {
 	if e != nil && err == nil {
 		c := e.Fields()
 		c.ReceivedAt = receivedAt
-		c.json, c.jsonOf = slices.Clone(bytes.Trim(data, jsonSpace)), c
+		c.keep(slices.Clone(bytes.Trim(data, jsonSpace)))
 	}
 	return e, err
 }

@@ -124,33 +124,35 @@ func WithJSON(e Event) (Event, []byte, error) {
 	}
 	switch e := e.(type) {
 	case *Track:
-		cp := *e
-		return keep(&cp, &cp.Common, b)
+		return withKept(e, b)
 	case *Identify:
-		cp := *e
-		return keep(&cp, &cp.Common, b)
+		return withKept(e, b)
 	case *Page:
-		cp := *e
-		return keep(&cp, &cp.Common, b)
+		return withKept(e, b)
 	case *Screen:
-		cp := *e
-		return keep(&cp, &cp.Common, b)
+		return withKept(e, b)
 	case *Group:
-		cp := *e
-		return keep(&cp, &cp.Common, b)
+		return withKept(e, b)
 	case *Alias:
-		cp := *e
-		return keep(&cp, &cp.Common, b)
+		return withKept(e, b)
 	}
 	return e, b, nil // not one of this package's types: nothing to keep
 }
 
-// keep makes c, the Common of the fresh copy e, keep b.
-func keep(e Event, c *Common, b []byte) (Event, []byte, error) {
+// withKept returns a shallow copy of e that keeps b, and b.
+func withKept[T any, P interface {
+	*T
+	Event
+}](e P, b []byte) (Event, []byte, error) {
+	cp := P(new(T))
+	*cp = *e
 	b = b[:len(b):len(b)]
-	c.json, c.jsonOf = b, c
-	return e, b, nil
+	cp.Fields().keep(b)
+	return cp, b, nil
 }
+
+// keep makes c keep b as its JSON, until c is copied.
+func (c *Common) keep(b []byte) { c.json, c.jsonOf = b, c }
 
 // kept returns a copy of the JSON c keeps (see [WithJSON] and
 // [DecodeStored]), or nil.
