@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/opentrackhq/opentrack"
+	"github.com/opentrackhq/opentrack/internal/testkit"
 	"github.com/opentrackhq/opentrack/jetstream"
 	"github.com/opentrackhq/opentrack/jetstream/jetstreamtest"
 	"github.com/opentrackhq/opentrack/queue"
@@ -84,6 +85,7 @@ func benchEnqueue(b *testing.B, q queue.Queue) {
 	)
 	b.SetParallelism((producers + 1) / runtime.GOMAXPROCS(0))
 	b.ResetTimer()
+	cpu0 := testkit.CPUTime()
 	b.RunParallel(func(pb *testing.PB) {
 		var lat []time.Duration
 		for pb.Next() {
@@ -111,6 +113,7 @@ func benchEnqueue(b *testing.B, q queue.Queue) {
 		mu.Unlock()
 	})
 	b.StopTimer()
+	cpu := testkit.CPUTime() - cpu0
 	if f := fail.Load(); f > 0 {
 		b.Fatalf("%d Enqueues failed", f)
 	}
@@ -121,5 +124,7 @@ func benchEnqueue(b *testing.B, q queue.Queue) {
 		ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 		b.ReportMetric(ms(all[len(all)/2]), "p50-ms")
 		b.ReportMetric(ms(all[len(all)*99/100]), "p99-ms")
+		// The NATS servers run in this process: their CPU counts too.
+		b.ReportMetric(float64(cpu.Microseconds())/float64(len(all)), "cpu-µs/event")
 	}
 }

@@ -15,6 +15,7 @@ import (
 	js "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/opentrackhq/opentrack/queue"
+	"github.com/opentrackhq/opentrack/spec"
 )
 
 // ErrUnavailable is wrapped by the errors of Append when NATS cannot take
@@ -60,8 +61,12 @@ type Queue struct {
 	done   chan struct{} // closed by Close
 	wg     sync.WaitGroup
 
+	// pub keeps what this collector published for its own readers.
+	pub published
+
 	mu      sync.Mutex
 	readers []*reader
+	local   map[string]bool // the names of readers
 	opened  bool
 	closed  bool
 
@@ -327,8 +332,10 @@ func (q *Queue) Open(names []string) ([]queue.Reader, error) {
 		return nil, queue.ErrClosed
 	}
 	q.readers = readers
+	q.local = make(map[string]bool, len(readers))
 	out := make([]queue.Reader, len(readers))
 	for i, r := range readers {
+		q.local[r.name] = true
 		out[i] = r
 		q.wg.Go(r.ackLoop)
 	}
@@ -428,7 +435,7 @@ func (q *Queue) Append(ctx context.Context, recs []queue.Record) error {
 		return err
 	}
 	q.mu.Lock()
-	closed, opened := q.closed, q.opened
+	closed, opened, local := q.closed, q.opened, q.local
 	q.mu.Unlock()
 	switch {
 	case closed:
@@ -442,13 +449,18 @@ func (q *Queue) Append(ctx context.Context, recs []queue.Record) error {
 	}
 	now := time.Now()
 	msgs := make([]*nats.Msg, len(recs))
+	// kept are the records as this collector's readers hand them out, if
+	// they take them from pub: the events keep their JSON, so that the
+	// integrations that write it need not encode it again.
+	kept := make([]queue.Record, len(recs))
+	left := make([]int, len(recs))
 	var total int64
 	for i := range recs {
 		r := &recs[i]
 		if r.Event == nil {
 			return errors.New("jetstream: append: record without an event")
 		}
-		raw, err := r.Event.MarshalJSON()
+		e, raw, err := spec.WithJSON(r.Event)
 		if err != nil {
 			return fmt.Errorf("jetstream: append: %w", err)
 		}
@@ -458,6 +470,8 @@ func (q *Queue) Append(ctx context.Context, recs []queue.Record) error {
 			return fmt.Errorf("jetstream: append: %w", err)
 		}
 		r.Appended, r.Size = now, len(raw)
+		kept[i] = queue.Record{Event: e, Targets: slices.Clone(r.Targets), Size: len(raw), Appended: now, TraceParent: r.TraceParent}
+		left[i] = countLocal(local, r.Targets)
 		m := &nats.Msg{Subject: q.opts.Subject, Data: data, Header: nats.Header{}}
 		if c.MessageID != "" {
 			m.Header.Set(js.MsgIDHeader, c.MessageID)
@@ -478,9 +492,12 @@ func (q *Queue) Append(ctx context.Context, recs []queue.Record) error {
 	}
 	futures := make([]js.PubAckFuture, 0, len(msgs))
 	var err error
-	for _, m := range msgs {
+	for i, m := range msgs {
+		id := recs[i].Event.Fields().MessageID
+		q.pub.add(id, m.Data, kept[i], left[i])
 		f, perr := q.js.PublishMsgAsync(m, js.WithStallWait(q.opts.PublishTimeout))
 		if perr != nil {
+			q.pub.forget(id, m.Data)
 			err = perr
 			break
 		}
@@ -490,7 +507,11 @@ func (q *Queue) Append(ctx context.Context, recs []queue.Record) error {
 		select {
 		case ack := <-f.Ok():
 			recs[i].Seq = ack.Sequence
+			if ack.Duplicate { // JetStream kept an earlier message
+				q.pub.forget(recs[i].Event.Fields().MessageID, msgs[i].Data)
+			}
 		case ferr := <-f.Err():
+			// Maybe stored: it may still be fetched, and taken.
 			err = worse(err, ferr)
 		case <-ctx.Done():
 			return ctx.Err()
@@ -503,6 +524,17 @@ func (q *Queue) Append(ctx context.Context, recs []queue.Record) error {
 		return q.appendError(err)
 	}
 	return nil
+}
+
+// countLocal counts the targets that are readers of this collector.
+func countLocal(local map[string]bool, targets []string) int {
+	n := 0
+	for _, t := range targets {
+		if local[t] {
+			n++
+		}
+	}
+	return n
 }
 
 // worse keeps the error that matters more to the sender: a full stream

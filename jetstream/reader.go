@@ -260,8 +260,11 @@ func (r *reader) take(m js.Msg) {
 		r.mu.Unlock()
 		return
 	}
-	var rec queue.Record
+	rec, ok := queue.Record{}, false
 	if err == nil {
+		rec, ok = r.q.pub.take(m.Headers().Get(js.MsgIDHeader), m.Data())
+	}
+	if err == nil && !ok {
 		rec, err = queue.DecodeRecord(m.Data())
 	}
 	if err != nil {

@@ -10,13 +10,13 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 
+	"github.com/opentrackhq/opentrack/internal/testkit"
 	"github.com/opentrackhq/opentrack/queue"
 	"github.com/opentrackhq/opentrack/spec"
 )
@@ -54,7 +54,7 @@ func runProducers(b *testing.B, producers int, appendOne appendFunc, syncs func(
 	var next atomic.Int64
 	waits := make([][]time.Duration, producers)
 	syncs0 := syncs()
-	cpu0 := cpuTime()
+	cpu0 := testkit.CPUTime()
 	b.ResetTimer()
 	start := time.Now()
 	var wg sync.WaitGroup
@@ -78,7 +78,7 @@ func runProducers(b *testing.B, producers int, appendOne appendFunc, syncs func(
 	wg.Wait()
 	elapsed := time.Since(start)
 	b.StopTimer()
-	cpu := cpuTime() - cpu0
+	cpu := testkit.CPUTime() - cpu0
 	all := slices.Concat(waits...)
 	slices.Sort(all)
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "events/s")
@@ -90,15 +90,6 @@ func runProducers(b *testing.B, producers int, appendOne appendFunc, syncs func(
 		b.ReportMetric(float64(all[len(all)*99/100].Microseconds())/1000, "p99-ms")
 	}
 	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/event")
-}
-
-// cpuTime returns the process's user and system CPU time.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func BenchmarkAppend(b *testing.B) {
