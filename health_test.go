@@ -230,6 +230,47 @@ func TestStatsShowTheJournal(t *testing.T) {
 	}
 }
 
+// TestFlushAfterRestartWaitsForTheBacklog: Flush on a Manager started on a
+// journal that holds records waits for those too, not only for what this
+// process enqueued.
+func TestFlushAfterRestartWaitsForTheBacklog(t *testing.T) {
+	dir := t.TempDir()
+	j, err := journal.Open(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := j.Open([]string{"A"}); err != nil {
+		t.Fatal(err)
+	}
+	const n = 20
+	for i := range n {
+		if err := j.Append(t.Context(), []queue.Record{{Event: track(fmt.Sprint("m", i)), Targets: []string{"A"}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if j, err = journal.Open(dir, nil); err != nil {
+		t.Fatal(err)
+	}
+	var got atomic.Int64
+	slow := opentrack.Func("A", func(context.Context, spec.Event) error {
+		time.Sleep(5 * time.Millisecond) // so that the backlog takes a while
+		got.Add(1)
+		return nil
+	})
+	m := newManager(t, opentrack.Options{Integrations: []opentrack.Integration{slow}, Queue: j})
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	if err := m.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if g := got.Load(); g != n {
+		t.Errorf("Flush returned with %d of the %d events from before the restart delivered", g, n)
+	}
+}
+
 // TestRestartWithABacklogDeliversIt: a Manager started on a journal that
 // holds records begins delivering them at once, to a per-event integration
 // and to a Batcher, with every channel its lanes use made before they read

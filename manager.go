@@ -486,7 +486,8 @@ func enabled(v any) bool {
 }
 
 // Flush waits until every event enqueued before the call has been delivered
-// or given up on by every integration, then calls Flush on the integrations
+// or given up on by every integration (with the journal, those accepted
+// before a restart too), then calls Flush on the integrations
 // that implement [Flusher] and syncs the queue. Batches being collected are
 // sent at once rather than at their interval. It returns ctx's error if ctx
 // ends first, and the Flusher errors joined. After Shutdown has begun it
@@ -496,6 +497,9 @@ func (m *Manager) Flush(ctx context.Context) error {
 		return ErrClosed
 	}
 	last := m.lastSeq.Load()
+	if e, ok := m.q.(queue.Ender); ok {
+		last = max(last, e.End())
+	}
 	for _, l := range m.lanes {
 		if err := l.waitSettled(ctx, last); err != nil {
 			return err

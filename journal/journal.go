@@ -361,6 +361,14 @@ func (j *Journal) Stats() Stats {
 	return s
 }
 
+// End returns the Seq of the newest record appended, in this process or
+// before a restart; 0 when none was. It implements [queue.Ender].
+func (j *Journal) End() uint64 {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.next - 1
+}
+
 // Dir returns the journal's directory.
 func (j *Journal) Dir() string { return j.dir }
 

@@ -104,6 +104,28 @@ func TestAppendBeforeOpen(t *testing.T) {
 	}
 }
 
+// TestEnd: End is the Seq of the newest record, before and after a
+// restart; 0 on an empty journal.
+func TestEnd(t *testing.T) {
+	dir := t.TempDir()
+	j := openJournal(t, dir, nil)
+	if e := j.End(); e != 0 {
+		t.Errorf("End of an empty journal = %d", e)
+	}
+	openReaders(t, j, "a")
+	recs := appendN(t, j, 3, "m", "a")
+	last := recs[len(recs)-1].Seq
+	if e := j.End(); e != last || last == 0 {
+		t.Errorf("End = %d, the last Seq appended %d", e, last)
+	}
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if e := openJournal(t, dir, nil).End(); e != last {
+		t.Errorf("End after a restart = %d, want %d", e, last)
+	}
+}
+
 func TestGroupCommit(t *testing.T) {
 	j := openJournal(t, t.TempDir(), nil)
 	rs := openReaders(t, j, "a")

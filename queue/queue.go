@@ -133,6 +133,15 @@ type MessageIDLister interface {
 	RecentMessageIDs(n int) ([]string, error)
 }
 
+// Ender is implemented by a Queue that may hold records appended before
+// it was opened (the journal, after a restart), so that the Manager's
+// Flush waits for those too.
+type Ender interface {
+	// End returns the Seq of the newest record appended so far; 0 when
+	// none was.
+	End() uint64
+}
+
 // Storage is implemented by a Queue that keeps its records in storage of
 // its own (the journal's segments), for the Manager's metrics and stats.
 type Storage interface {
