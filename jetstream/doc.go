@@ -49,6 +49,15 @@
 // When a collector shuts down, it hands back at once what it read and did
 // not settle.
 //
+// A collector's readers hand out the records that collector published
+// from memory, the events as the Handler decoded them, rather than decode
+// the messages they fetch: at most 16 MiB of events, for at most
+// 10 seconds, until each of its integrations that a record targets has
+// taken it. Only a record whose message is byte for byte what was
+// published is taken so; the others (another collector's, or one past
+// those bounds) are decoded. Events enqueued must therefore not be changed
+// afterwards.
+//
 // Every collector that shares a stream must run the same integrations,
 // with the same names. A consumer that no collector reads holds records
 // until it is deleted or they pass MaxAge; collectors log such consumers

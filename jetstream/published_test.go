@@ -5,6 +5,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -13,27 +15,36 @@ import (
 	"github.com/opentrackhq/opentrack/spec"
 )
 
-func publishedTrack(id string) queue.Record {
-	e := &spec.Track{Event: "Order Completed", Properties: map[string]any{"sku": "sku-" + id}}
-	e.Type = spec.TypeTrack
-	e.MessageID = id
-	e.UserID = "user-" + id
-	e.ReceivedAt = time.Now().UTC()
-	return queue.Record{Event: e, Targets: []string{"A", "B"}}
+const traceParent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+// decodedTrack is a track event as the Handler gives it: decoded from a
+// request.
+func decodedTrack(t testing.TB, id string, targets ...string) queue.Record {
+	t.Helper()
+	e, err := spec.Decode(fmt.Appendf(nil, `{"type":"track","event":"Order Completed","messageId":%q,"userId":"user-%s",`+
+		`"properties":{"sku":"sku-%s","revenue":12.5}}`, id, id, id), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Fields().ReceivedAt = time.Now().UTC()
+	return queue.Record{Event: e, Targets: targets, TraceParent: traceParent}
 }
 
 func TestPublishedTakeAndDrop(t *testing.T) {
 	var p published
+	now := time.Now()
 	data := []byte("data of 1")
-	p.add("1", data, publishedTrack("1"), 2)
-	p.add("2", []byte("data of 2"), publishedTrack("2"), 0) // no reader here: not kept
-	p.add("", []byte("no id"), publishedTrack(""), 1)       // cannot be told apart: not kept
+	p.add("1", data, decodedTrack(t, "1"), 2, now)
+	p.add("2", []byte("data of 2"), decodedTrack(t, "2"), 0, now) // no reader here: not kept
+	p.add("", []byte("no id"), decodedTrack(t, ""), 1, now)       // cannot be told apart: not kept
+	built := &spec.Track{Event: "Built in Go"}
+	built.MessageID = "3"
+	p.add("3", []byte("data of 3"), queue.Record{Event: built}, 1, now) // its values are Go's: not kept
 
-	if _, ok := p.take("2", []byte("data of 2")); ok {
-		t.Error("took a record kept for no reader")
-	}
-	if _, ok := p.take("", []byte("no id")); ok {
-		t.Error("took a record without a messageId")
+	for id, d := range map[string]string{"2": "data of 2", "": "no id", "3": "data of 3"} {
+		if _, ok := p.take(id, []byte(d)); ok {
+			t.Errorf("took the record of messageId %q, which should not be kept", id)
+		}
 	}
 	if _, ok := p.take("1", []byte("other data")); ok {
 		t.Error("took messageId 1 for other data (another collector's message)")
@@ -50,72 +61,92 @@ func TestPublishedTakeAndDrop(t *testing.T) {
 	if _, ok := p.take("1", data); ok {
 		t.Error("messageId 1 kept after both its readers took it")
 	}
-	if p.bytes != 0 || len(p.recs) != 0 {
-		t.Errorf("after every take: %d bytes in %d records, want none", p.bytes, len(p.recs))
+	if p.bytes != 0 || p.len() != 0 || p.head != nil || p.tail != nil {
+		t.Errorf("after every take: %d bytes in %d records, want none", p.bytes, p.len())
 	}
 
 	// A retry under the same messageId replaces the record; forget drops
 	// only the data it names.
-	p.add("3", []byte("first try"), publishedTrack("3"), 1)
-	p.add("3", []byte("second try"), publishedTrack("3"), 1)
-	if _, ok := p.take("3", []byte("first try")); ok {
+	p.add("4", []byte("first try"), decodedTrack(t, "4"), 1, now)
+	p.add("4", []byte("second try"), decodedTrack(t, "4"), 1, now)
+	if _, ok := p.take("4", []byte("first try")); ok {
 		t.Error("took the first try after a second")
 	}
-	p.forget("3", []byte("first try"))
-	p.forget("3", []byte("second try"))
-	if p.bytes != 0 || len(p.recs) != 0 {
-		t.Errorf("after forget: %d bytes in %d records, want none", p.bytes, len(p.recs))
+	p.forget("4", []byte("first try"))
+	if p.len() != 1 {
+		t.Error("forget dropped a record for other data")
+	}
+	p.forget("4", []byte("second try"))
+	if p.bytes != 0 || p.len() != 0 || p.head != nil || p.tail != nil {
+		t.Errorf("after forget: %d bytes in %d records, want none", p.bytes, p.len())
 	}
 }
 
 func TestPublishedBounds(t *testing.T) {
-	var p published
+	now := time.Now()
+	tmpl := decodedTrack(t, "x")
+	check := func(p *published) {
+		t.Helper()
+		if p.bytes > publishedBytes || p.len() > publishedCount {
+			t.Fatalf("%d bytes in %d records kept; at most %d in %d", p.bytes, p.len(), publishedBytes, publishedCount)
+		}
+	}
 	// Records nobody here takes (another collector delivers them) leave,
-	// oldest first, once they pass publishedBytes.
-	data := func(n int) []byte { return fmt.Appendf(bytes.Repeat([]byte{'x'}, 4<<10), "%d", n) }
-	n := 0
-	for p.head == 0 && n < publishedCount {
-		n++
-		p.add(fmt.Sprint(n), data(n), publishedTrack(fmt.Sprint(n)), 1)
-	}
-	if p.head == 0 || n >= publishedCount {
-		t.Fatalf("nothing left after %d records of 4 KB", n)
-	}
-	if p.bytes > publishedBytes {
-		t.Fatalf("%d bytes kept, more than %d", p.bytes, publishedBytes)
-	}
-	if _, ok := p.take("1", data(1)); ok {
-		t.Error("the oldest record is still kept past the bound")
-	}
-	if _, ok := p.take(fmt.Sprint(n), data(n)); !ok {
-		t.Error("the newest record was dropped")
+	// oldest first, past each bound.
+	for _, c := range []struct {
+		name string
+		pad  int
+	}{{"bytes", 4 << 10}, {"count", 0}} {
+		var p published
+		data := func(n int) []byte { return fmt.Appendf(bytes.Repeat([]byte{'x'}, c.pad), "%d", n) }
+		n := 0
+		for n < 2*publishedCount {
+			n++
+			p.add(fmt.Sprint(n), data(n), tmpl, 1, now)
+			check(&p)
+			if p.len() < n {
+				break
+			}
+		}
+		if p.len() == n {
+			t.Fatalf("%s: all %d records kept", c.name, n)
+		}
+		if c.name == "bytes" && p.bytes+p.head.mem <= publishedBytes || c.name == "count" && p.len() != publishedCount {
+			t.Errorf("%s: the oldest left with %d bytes in %d records kept", c.name, p.bytes, p.len())
+		}
+		if _, ok := p.take("1", data(1)); ok {
+			t.Errorf("%s: the oldest record is still kept past the bound", c.name)
+		}
+		if _, ok := p.take(fmt.Sprint(n), data(n)); !ok {
+			t.Errorf("%s: the newest record was dropped", c.name)
+		}
 	}
 
-	// One record never taken, the rest taken at once: the list of Seqs
-	// stays bounded, and the old record leaves with publishedCount.
-	var q published
-	q.add("stuck", []byte("stuck"), publishedTrack("stuck"), 1)
-	for s := 2; s < 3*publishedCount; s++ {
-		id := fmt.Sprint(s)
-		q.add(id, []byte(id), publishedTrack(id), 1)
-		if _, ok := q.take(id, []byte(id)); !ok {
-			t.Fatalf("messageId %s missed", id)
-		}
-		if l := len(q.order) - q.head; l > publishedCount {
-			t.Fatalf("messageId %s: %d listed, more than %d", id, l, publishedCount)
-		}
+	// Records leave after publishedAge, whether more are added or not.
+	var p published
+	p.add("old", []byte("old"), tmpl, 1, now)
+	p.add("new", []byte("new"), tmpl, 1, now.Add(publishedAge/2))
+	p.add("newer", []byte("newer"), tmpl, 1, now.Add(publishedAge+time.Millisecond))
+	if _, ok := p.take("old", []byte("old")); ok {
+		t.Error("a record older than publishedAge is kept")
 	}
-	if _, ok := q.take("stuck", []byte("stuck")); ok {
-		t.Error("a record never taken is kept after publishedCount more")
+	p.sweep(now.Add(publishedAge + publishedAge/2 + time.Millisecond))
+	if _, ok := p.take("new", []byte("new")); ok {
+		t.Error("sweep kept a record older than publishedAge")
 	}
-	if len(q.recs) != 0 || cap(q.order) > 4*publishedCount {
-		t.Errorf("%d records kept, list capacity %d", len(q.recs), cap(q.order))
+	if _, ok := p.take("newer", []byte("newer")); !ok {
+		t.Error("sweep dropped a record younger than publishedAge")
+	}
+	p.add("last", []byte("last"), tmpl, 1, now)
+	p.clear()
+	if p.len() != 0 || p.bytes != 0 || p.head != nil {
+		t.Errorf("clear left %d bytes in %d records", p.bytes, p.len())
 	}
 }
 
 // TestReadersTakePublished checks that a collector's readers hand out the
-// records it published from what it kept, equal to what decoding the
-// message gives, and decode the records another collector published.
+// records it published from what it kept, the same as decoding the stored
+// message gives, and decode what another collector published.
 func TestReadersTakePublished(t *testing.T) {
 	s := jetstreamtest.RunServer(t)
 	opts := &Options{Servers: []string{s.ClientURL()}, Logger: slog.New(slog.DiscardHandler)}
@@ -133,47 +164,58 @@ func TestReadersTakePublished(t *testing.T) {
 	}
 	q1, rs := open()
 	q2, _ := open() // another collector, on the same consumers
+	appendRecs := func(q *Queue, recs ...queue.Record) {
+		t.Helper()
+		if err := q.Append(t.Context(), recs); err != nil {
+			t.Fatal(err)
+		}
+	}
 
-	mine := []queue.Record{publishedTrack("1"), publishedTrack("2")}
-	if err := q1.Append(t.Context(), mine); err != nil {
-		t.Fatal(err)
+	appendRecs(q1, decodedTrack(t, "1", "A", "B"), decodedTrack(t, "2", "A", "B"))
+	if n := q1.pub.len(); n != 2 {
+		t.Fatalf("%d records kept after publishing 2 for this collector's readers", n)
 	}
-	if got := len(q1.pub.recs); got != 2 {
-		t.Fatalf("%d records kept after publishing 2 for two readers", got)
-	}
-	theirs := []queue.Record{publishedTrack("3")}
-	if err := q2.Append(t.Context(), theirs); err != nil {
-		t.Fatal(err)
-	}
-	// q2 publishes, but q1's readers fetch: they must decode it. Close
-	// q2 so that only q1 fetches.
+	appendRecs(q2, decodedTrack(t, "3", "A", "B")) // q1's readers decode it
+	// The same messageId again, with other data: JetStream keeps the
+	// first, and q1 forgets the second.
+	appendRecs(q1, decodedTrack(t, "dup", "A", "B"))
+	appendRecs(q1, decodedTrack(t, "dup", "A", "B")) // appended later: other data
+	// X is not a reader of this collector: A alone takes the record.
+	appendRecs(q1, decodedTrack(t, "4", "A", "X"))
+	// Only q1 fetches.
 	q2.Close()
 
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
+	want := map[string][]string{"A": {"1", "2", "3", "dup", "4"}, "B": {"1", "2", "3", "dup"}}
 	for _, r := range rs {
+		name := r.(*reader).name
 		var got []queue.Record
-		for len(got) < 3 {
-			more, err := r.Next(ctx, 3-len(got))
+		for len(got) < len(want[name]) {
+			more, err := r.Next(ctx, len(want[name])-len(got))
 			if err != nil {
 				t.Fatal(err)
 			}
 			got = append(got, more...)
 		}
-		for i, want := range append(mine, theirs...) {
-			g := got[i]
-			if g.Seq != want.Seq || g.Size != want.Size || !g.Appended.Equal(want.Appended) {
-				t.Errorf("%s: record %d: Seq %d Size %d Appended %v, want %d %d %v",
-					r.(*reader).name, i, g.Seq, g.Size, g.Appended, want.Seq, want.Size, want.Appended)
-			}
-			gj, err := g.Event.MarshalJSON()
+		var ids []string
+		for _, g := range got {
+			ids = append(ids, g.Event.Fields().MessageID)
+			stored, err := q1.stream.GetMsg(ctx, g.Seq)
 			if err != nil {
 				t.Fatal(err)
 			}
-			wj, _ := want.Event.MarshalJSON()
-			if !bytes.Equal(gj, wj) {
-				t.Errorf("record %d: handed out\n%s\nwant\n%s", i, gj, wj)
+			d, err := queue.DecodeRecord(stored.Data)
+			if err != nil {
+				t.Fatal(err)
 			}
+			d.Seq = g.Seq
+			if diff := recordDiff(g, d); diff != "" {
+				t.Errorf("%s: handed out %s; decoding the stored message gives %s", name, g.Event.Fields().MessageID, diff)
+			}
+		}
+		if !slices.Equal(ids, want[name]) {
+			t.Errorf("%s: handed out %q, want %q", name, ids, want[name])
 		}
 		seqs := make([]uint64, len(got))
 		for i, g := range got {
@@ -181,7 +223,30 @@ func TestReadersTakePublished(t *testing.T) {
 		}
 		r.Settle(seqs...)
 	}
-	if n := len(q1.pub.recs); n != 0 {
-		t.Errorf("%d records still kept after both readers took them", n)
+	if n := q1.pub.len(); n != 0 {
+		t.Errorf("%d records still kept after this collector's readers took them", n)
 	}
+}
+
+// recordDiff describes how a and b differ, or returns "".
+func recordDiff(a, b queue.Record) string {
+	var out []string
+	field := func(name string, x, y any) {
+		if fx, fy := fmt.Sprintf("%#v", x), fmt.Sprintf("%#v", y); fx != fy {
+			out = append(out, fmt.Sprintf("%s %s, not %s", name, fx, fy))
+		}
+	}
+	field("Seq", a.Seq, b.Seq)
+	field("Size", a.Size, b.Size)
+	field("Appended", a.Appended.UnixNano(), b.Appended.UnixNano())
+	field("Targets", a.Targets, b.Targets)
+	field("TraceParent", a.TraceParent, b.TraceParent)
+	field("Redelivered", a.Redelivered, b.Redelivered)
+	field("ReceivedAt", a.Event.Fields().ReceivedAt.UnixNano(), b.Event.Fields().ReceivedAt.UnixNano())
+	ta, tb := a.Event.(*spec.Track), b.Event.(*spec.Track)
+	field("Properties", ta.Properties, tb.Properties) // json.Number, not float64
+	ja, _ := a.Event.MarshalJSON()
+	jb, _ := b.Event.MarshalJSON()
+	field("JSON", string(ja), string(jb))
+	return strings.Join(out, "; ")
 }

@@ -421,7 +421,10 @@ func (q *Queue) warnUnknownConsumers(ctx context.Context, ours map[string]bool) 
 // Append implements [queue.Queue]. It publishes the records at once, each
 // with its messageId as Nats-Msg-Id, and returns when JetStream has
 // acknowledged all of them: stored on a majority of the stream's replicas.
-// Seq is the record's stream sequence.
+// Seq is the record's stream sequence. The queue keeps the events of
+// decoded records for a while (this collector's readers hand them out
+// rather than decode what they fetch): the caller must not change them
+// afterwards.
 //
 // An Append is not atomic. If some records are refused (the stream is
 // full, NATS is unreachable, the acknowledgement does not come within
@@ -494,7 +497,7 @@ func (q *Queue) Append(ctx context.Context, recs []queue.Record) error {
 	var err error
 	for i, m := range msgs {
 		id := recs[i].Event.Fields().MessageID
-		q.pub.add(id, m.Data, kept[i], left[i])
+		q.pub.add(id, m.Data, kept[i], left[i], now)
 		f, perr := q.js.PublishMsgAsync(m, js.WithStallWait(q.opts.PublishTimeout))
 		if perr != nil {
 			q.pub.forget(id, m.Data)
@@ -621,6 +624,7 @@ func (q *Queue) Close() error {
 		if q.cancel != nil {
 			q.cancel()
 		}
+		q.pub.clear()
 		// A fetch starts under its reader's lock, after checking done:
 		// once each lock has been taken, no new one can start.
 		for _, r := range readers {
@@ -661,5 +665,6 @@ func (q *Queue) keepAlive() {
 		for _, r := range readers {
 			r.touch(q.opts.AckWait / 3)
 		}
+		q.pub.sweep(time.Now())
 	}
 }

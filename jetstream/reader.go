@@ -262,7 +262,7 @@ func (r *reader) take(m js.Msg) {
 	}
 	rec, ok := queue.Record{}, false
 	if err == nil {
-		rec, ok = r.q.pub.take(m.Headers().Get(js.MsgIDHeader), m.Data())
+		rec, ok = r.q.pub.take(h.MessageID, m.Data())
 	}
 	if err == nil && !ok {
 		rec, err = queue.DecodeRecord(m.Data())

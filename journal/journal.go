@@ -66,7 +66,10 @@ type Journal struct {
 	closeErr  error
 }
 
-var _ queue.Queue = (*Journal)(nil)
+var (
+	_ queue.Queue = (*Journal)(nil)
+	_ queue.Ender = (*Journal)(nil)
+)
 
 // Open opens the journal in dir, creating dir if it does not exist, and
 // recovers what a crash left: a torn last record is cut off, a corrupt

@@ -135,7 +135,10 @@ type MessageIDLister interface {
 
 // Ender is implemented by a Queue that may hold records appended before
 // it was opened (the journal, after a restart), so that the Manager's
-// Flush waits for those too.
+// Flush waits for those too. A queue implements it only if each of its
+// readers' Cursor passes End once this process's readers have settled the
+// records up to End that target them: not a stream whose consumers other
+// collectors share.
 type Ender interface {
 	// End returns the Seq of the newest record appended so far; 0 when
 	// none was.
