@@ -122,7 +122,7 @@ func Open(dir string, opts *Options) (*Journal, error) {
 		lock.Close()
 		return nil, err
 	}
-	j.w = &writer{j: j, f: f, seg: j.segs[len(j.segs)-1], next: j.next}
+	j.w = &writer{j: j, syncer: newSyncer(j.log), f: f, seg: j.segs[len(j.segs)-1], next: j.next}
 	go j.w.loop()
 	return j, nil
 }

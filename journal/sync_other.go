@@ -2,8 +2,20 @@
 
 package journal
 
-import "os"
+import (
+	"log/slog"
+	"os"
+)
 
 // fdatasync is f.Sync where fdatasync(2) is not available (on macOS,
 // File.Sync asks for F_FULLFSYNC).
 func fdatasync(f *os.File) error { return f.Sync() }
+
+// syncer is how the writer syncs a group: fdatasync, here.
+type syncer struct{}
+
+func newSyncer(*slog.Logger) *syncer { return &syncer{} }
+
+func (*syncer) sync(f *os.File) error { return fdatasync(f) }
+
+func (*syncer) close() {}

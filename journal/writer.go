@@ -77,14 +77,15 @@ func newRequest(recs []queue.Record) (*request, error) {
 // waiting, writes them with one write, fdatasyncs once and releases them
 // all (group commit). While it syncs, the next group queues up.
 type writer struct {
-	j     *Journal
-	f     *os.File // the active segment, opened for writing
-	seg   *segment
-	room  int64  // the size f was written to ahead (a spare); 0 if none
-	next  uint64 // Seq of the next record
-	buf   []byte
-	batch []*request
-	group []*request
+	j      *Journal
+	syncer *syncer
+	f      *os.File // the active segment, opened for writing
+	seg    *segment
+	room   int64  // the size f was written to ahead (a spare); 0 if none
+	next   uint64 // Seq of the next record
+	buf    []byte
+	batch  []*request
+	group  []*request
 }
 
 // maxBatchBytes bounds one write, and so the writer's buffer.
@@ -97,6 +98,7 @@ const appendModeBytes = 1 << 20
 
 func (w *writer) loop() {
 	defer close(w.j.writerDone)
+	defer w.syncer.close()
 	for {
 		var r *request
 		select {
@@ -216,7 +218,7 @@ func (w *writer) flush() int64 {
 		}
 		return 0
 	}
-	if err := fdatasync(w.f); err != nil {
+	if err := w.syncer.sync(w.f); err != nil {
 		// After a failed fdatasync the kernel may have dropped the dirty
 		// pages: what is on disk is unknown until recovery reads it.
 		err = fmt.Errorf("journal: fdatasync %s: %w", w.seg.path, err)
