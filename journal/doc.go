@@ -149,20 +149,27 @@
 // write, issues one fdatasync and releases them all; while it syncs, the
 // next group gathers.
 //
-// On Linux the writer asks for that fdatasync through AIO (IOCB_CMD_FDSYNC,
-// the same vfs_fsync with datasync set, run by a kernel worker) and waits
-// for it in the runtime's netpoller. A blocking fdatasync(2) would keep one
-// of the GOMAXPROCS Ps for the duration, and with it the handlers the
-// writer had just released; on a 2-core machine the cores then idled while
-// requests waited. loadtest/run.sh's journal server, alternating 6-second
-// runs with and without: 17,994–21,946 requests/s with fdatasync(2),
-// 20,428–25,757 with AIO, median gain 17 %. BenchmarkAppend, whose
-// producers do nothing else, medians of 3 runs: 6,252, 46,587, 126,292 and
-// 187,880 events/s at 1, 16, 64 and 256 producers (p50 0.16, 0.32, 0.45
-// and 1.20 ms; 1, 7.9, 31 and 121 events per sync): a little slower when
-// alone and idle, faster when busy. Its cpu-µs/event no longer counts the
-// sync, which the kernel worker does. Where AIO is missing or refused, the
-// writer calls fdatasync(2).
+// On Linux (4.18 and later) the writer asks for that fdatasync through
+// AIO (IOCB_CMD_FDSYNC: the same vfs_fsync with datasync set, on the same
+// open file, run by a kernel worker) and waits for it in the runtime's
+// netpoller. A blocking fdatasync(2) would keep one of the GOMAXPROCS Ps
+// for the duration, and with it the handlers the writer had just
+// released; on a 2-core machine the cores then idled while requests
+// waited. loadtest/run.sh's journal server, five alternated pairs of
+// 6-second runs: 17,994–21,946 requests/s with fdatasync(2), 20,428–25,757
+// with AIO, a median gain of 17 %. BenchmarkAppend, whose producers do
+// nothing else, medians of 3 runs (not alternated with the table above,
+// which was measured on another day): 6,252, 46,587, 126,292 and 187,880
+// events/s at 1, 16, 64 and 256 producers; p50 0.16, 0.32, 0.45 and
+// 1.20 ms; p99 0.26, 0.91, 1.51 and 3.53 ms; 1, 7.9, 31 and 121 events per
+// sync. That is slower than the table at 1 and 16 producers (waking
+// through the netpoller takes longer than returning from a system call)
+// and faster at 64 and 256. Its cpu-µs/event (73, 16.5, 9.0 and 8.6) no
+// longer counts the sync, which the kernel worker does. Because a kernel
+// worker syncs, the process's I/O priority (ionice) does not apply to the
+// sync, and a stuck disk shows as a worker in D state while the writer
+// waits in the netpoller. Where AIO is missing or refused (probed at
+// Open), the writer calls fdatasync(2).
 //
 // Each reader's Next is meant for one goroutine at a
 // time (concurrent calls are safe, and serialised); Settle and Stats may be

@@ -83,6 +83,12 @@ var (
 // Besides a directory it cannot use, Open refuses one thing only: a
 // segment written by a newer format version, which this build cannot read.
 func Open(dir string, opts *Options) (*Journal, error) {
+	return open(dir, opts, nil)
+}
+
+// open is Open with the writer's syncer given, for tests; nil means the
+// platform's.
+func open(dir string, opts *Options, s groupSyncer) (*Journal, error) {
 	o, err := opts.withDefaults()
 	if err != nil {
 		return nil, err
@@ -122,7 +128,10 @@ func Open(dir string, opts *Options) (*Journal, error) {
 		lock.Close()
 		return nil, err
 	}
-	j.w = &writer{j: j, syncer: newSyncer(j.log), f: f, seg: j.segs[len(j.segs)-1], next: j.next}
+	if s == nil {
+		s = newSyncer(j.log, f)
+	}
+	j.w = &writer{j: j, syncer: s, f: f, seg: j.segs[len(j.segs)-1], next: j.next}
 	go j.w.loop()
 	return j, nil
 }
@@ -170,7 +179,7 @@ func (j *Journal) Append(ctx context.Context, recs []queue.Record) error {
 	case !opened:
 		return errors.New("journal: Append before Open")
 	case broken != nil:
-		return fmt.Errorf("journal: not appending after a failed sync: %w", broken)
+		return brokenError(broken)
 	}
 	req, err := newRequest(recs)
 	if err != nil || len(req.items) == 0 {

@@ -14,7 +14,7 @@ func fdatasync(f *os.File) error { return f.Sync() }
 // syncer is how the writer syncs a group: fdatasync, here.
 type syncer struct{}
 
-func newSyncer(*slog.Logger) *syncer { return &syncer{} }
+func newSyncer(*slog.Logger, *os.File) *syncer { return &syncer{} }
 
 func (*syncer) sync(f *os.File) error { return fdatasync(f) }
 

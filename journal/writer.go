@@ -78,7 +78,7 @@ func newRequest(recs []queue.Record) (*request, error) {
 // all (group commit). While it syncs, the next group queues up.
 type writer struct {
 	j      *Journal
-	syncer *syncer
+	syncer groupSyncer
 	f      *os.File // the active segment, opened for writing
 	seg    *segment
 	room   int64  // the size f was written to ahead (a spare); 0 if none
@@ -86,6 +86,13 @@ type writer struct {
 	buf    []byte
 	batch  []*request
 	group  []*request
+}
+
+// groupSyncer syncs the active segment after each group's write: a
+// *syncer, or a test's.
+type groupSyncer interface {
+	sync(f *os.File) error
+	close()
 }
 
 // maxBatchBytes bounds one write, and so the writer's buffer.
@@ -131,8 +138,9 @@ func (w *writer) commit(batch []*request) {
 	broken, used, spare := j.broken, j.bytes, j.spareReady
 	j.mu.Unlock()
 	if broken != nil {
+		err := brokenError(broken)
 		for _, r := range batch {
-			r.done <- fmt.Errorf("journal: not appending after a failed sync: %w", broken)
+			r.done <- err
 		}
 		return
 	}
@@ -145,7 +153,7 @@ func (w *writer) commit(batch []*request) {
 	}
 	w.buf, w.group = w.buf[:0], w.group[:0]
 	rollAfter := false
-	for _, r := range batch {
+	for i, r := range batch {
 		need := int64(len(r.frames))
 		pending := int64(len(w.buf))
 		limit := j.opts.SegmentBytes
@@ -166,6 +174,14 @@ func (w *writer) commit(batch []*request) {
 		}
 		if roll {
 			used += w.flush()
+			if err := w.brokenErr(); err != nil {
+				// The sync failed: this request and the rest of the
+				// batch get no sync that could be trusted.
+				for _, r := range batch[i:] {
+					r.done <- err
+				}
+				return
+			}
 			if err := w.roll(); err != nil {
 				r.done <- err
 				continue
@@ -261,6 +277,20 @@ func (w *writer) flush() int64 {
 		j.prepareSpare() // for the next roll
 	}
 	return n
+}
+
+// brokenErr returns the error Appends get once a sync has failed, or nil.
+func (w *writer) brokenErr() error {
+	w.j.mu.Lock()
+	defer w.j.mu.Unlock()
+	if w.j.broken == nil {
+		return nil
+	}
+	return brokenError(w.j.broken)
+}
+
+func brokenError(broken error) error {
+	return fmt.Errorf("journal: not appending after a failed sync: %w", broken)
 }
 
 // fail stops appends for good: only a restart, whose recovery reads what
