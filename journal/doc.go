@@ -162,14 +162,14 @@
 // which was measured on another day): 6,252, 46,587, 126,292 and 187,880
 // events/s at 1, 16, 64 and 256 producers; p50 0.16, 0.32, 0.45 and
 // 1.20 ms; p99 0.26, 0.91, 1.51 and 3.53 ms; 1, 7.9, 31 and 121 events per
-// sync. That is slower than the table at 1 and 16 producers (waking
-// through the netpoller takes longer than returning from a system call)
-// and faster at 64 and 256. Its cpu-µs/event (73, 16.5, 9.0 and 8.6) no
+// sync. That is slower than the table at 1 and 16 producers (likely
+// because waking through the netpoller takes longer than returning from a
+// system call; not measured apart) and faster at 64 and 256. Its cpu-µs/event (73, 16.5, 9.0 and 8.6) no
 // longer counts the sync, which the kernel worker does. Because a kernel
 // worker syncs, the process's I/O priority (ionice) does not apply to the
 // sync, and a stuck disk shows as a worker in D state while the writer
-// waits in the netpoller. Where AIO is missing or refused (probed at
-// Open), the writer calls fdatasync(2).
+// waits in the netpoller. Where AIO is missing or refused (tried at Open,
+// on a sync of the active segment), the writer calls fdatasync(2).
 //
 // Each reader's Next is meant for one goroutine at a
 // time (concurrent calls are safe, and serialised); Settle and Stats may be

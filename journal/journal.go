@@ -129,7 +129,14 @@ func open(dir string, opts *Options, s groupSyncer) (*Journal, error) {
 		return nil, err
 	}
 	if s == nil {
-		s = newSyncer(j.log, f)
+		ls, err := newSyncer(j.log, f)
+		if err != nil {
+			ls.close()
+			f.Close()
+			lock.Close()
+			return nil, fmt.Errorf("journal: open %s: fdatasync %s: %w", dir, f.Name(), err)
+		}
+		s = ls
 	}
 	j.w = &writer{j: j, syncer: s, f: f, seg: j.segs[len(j.segs)-1], next: j.next}
 	go j.w.loop()

@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"testing/synctest"
 
 	"github.com/opentrackhq/opentrack/queue"
 	"github.com/opentrackhq/opentrack/spec"
@@ -119,8 +120,7 @@ func (s *failingSyncer) sync(f *os.File) error {
 func (*failingSyncer) close() {}
 
 // TestFailedSyncStopsAppends: an Append whose sync fails gets the error,
-// and every Append after it is refused until a restart, whose recovery
-// reads what is really on disk.
+// and every Append after it is refused until a restart.
 func TestFailedSyncStopsAppends(t *testing.T) {
 	dir := t.TempDir()
 	s := &failingSyncer{}
@@ -138,7 +138,7 @@ func TestFailedSyncStopsAppends(t *testing.T) {
 	}
 	s.failing.Store(false)
 	err = j.Append(context.Background(), []queue.Record{{Event: track("refused", 0), Targets: []string{"a"}}})
-	if !errors.Is(err, syscall.EIO) || !strings.Contains(err.Error(), "not appending after a failed sync") {
+	if !errors.Is(err, syscall.EIO) || !strings.Contains(err.Error(), "appends stopped until restart") {
 		t.Fatalf("Append after a failed sync = %v, want it refused", err)
 	}
 	if got := readN(t, rs[0], 1); got[0].Event.Fields().MessageID != "before-0" {
@@ -162,6 +162,73 @@ func TestFailedSyncStopsAppends(t *testing.T) {
 	if ids[0] != "before-0" || slices.Contains(ids, "refused") {
 		t.Errorf("after the restart the reader read %q", ids)
 	}
+}
+
+// gatedSyncer holds the first sync until gate is closed and fails the
+// second. Only the writer calls it.
+type gatedSyncer struct {
+	calls int
+	gate  chan struct{}
+}
+
+func (s *gatedSyncer) sync(f *os.File) error {
+	s.calls++
+	switch s.calls {
+	case 1:
+		<-s.gate
+	case 2:
+		return syscall.EIO
+	}
+	return fdatasync(f)
+}
+
+func (*gatedSyncer) close() {}
+
+// TestFailedSyncStopsItsBatch: when a batch rolls to a new segment and the
+// sync of the part written before the roll fails, the requests after it
+// are refused, not written and synced into the next segment.
+func TestFailedSyncStopsItsBatch(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := &gatedSyncer{gate: make(chan struct{})}
+		// Two 30 KB records fill a 64 KiB segment: a third rolls.
+		j, err := open(t.TempDir(), &Options{SegmentBytes: 64 << 10, Logger: quiet()}, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		openReaders(t, j, "a")
+		appendOne := func(id string) error {
+			return j.Append(context.Background(), []queue.Record{{Event: track(id, 30<<10), Targets: []string{"a"}}})
+		}
+		first := make(chan error, 1)
+		go func() { first <- appendOne("first") }()
+		synctest.Wait() // the writer waits in the first sync
+		errs := make(chan error, 3)
+		for i := range 3 {
+			go func() { errs <- appendOne(fmt.Sprint("batch-", i)) }()
+		}
+		synctest.Wait() // the three wait for the writer: one batch
+		close(s.gate)
+		if err := <-first; err != nil {
+			t.Fatalf("first Append: %v", err)
+		}
+		var failed, stopped int
+		for range 3 {
+			switch err := <-errs; {
+			case err == nil:
+				t.Error("an Append of the batch succeeded after its batch's sync failed")
+			case strings.Contains(err.Error(), "appends stopped until restart"):
+				stopped++
+			case errors.Is(err, syscall.EIO):
+				failed++
+			default:
+				t.Errorf("Append: %v", err)
+			}
+		}
+		j.Close()
+		if failed != 1 || stopped != 2 || s.calls != 2 {
+			t.Errorf("%d Appends failed in the sync, %d were refused after it, %d syncs; want 1, 2, 2", failed, stopped, s.calls)
+		}
+	})
 }
 
 // TestEnd: End is the Seq of the newest record, before and after a

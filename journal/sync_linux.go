@@ -41,8 +41,8 @@ func fdatasync(f *os.File) error {
 // with this, a median gain of 17 %.
 //
 // Where AIO is not there (a kernel without it or older than 4.18, a
-// sandbox, a file system whose files refuse it, aio-max-nr reached),
-// newSyncer's probe fails and the writer calls fdatasync(2).
+// sandbox, aio-max-nr reached, a file system whose files refuse it), the
+// writer calls fdatasync(2).
 type syncer struct {
 	ctx   uintptr  // the AIO context; 0 to use fdatasync(2)
 	efd   *os.File // the eventfd, read through the netpoller
@@ -80,29 +80,35 @@ const (
 	iocbFlagResfd = 1 << 0 // IOCB_FLAG_RESFD: signal resfd when done
 )
 
-// newSyncer sets up AIO and tries it once on f; if any of that fails it
-// returns a syncer that uses fdatasync(2).
-func newSyncer(log *slog.Logger, f *os.File) *syncer {
+// newSyncer sets up AIO and syncs f, the active segment, with it once,
+// falling back to fdatasync(2) where AIO is not to be had. An error means
+// the sync itself failed: f may hold what is not on disk.
+func newSyncer(log *slog.Logger, f *os.File) (*syncer, error) {
 	s := &syncer{log: log}
 	efd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
 	if err != nil {
 		log.Info("journal: no eventfd; syncing with fdatasync(2)", "err", err)
-		return s
+		return s, fdatasync(f)
 	}
 	var ctx uintptr
 	if _, _, e := unix.Syscall(unix.SYS_IO_SETUP, 1, uintptr(unsafe.Pointer(&ctx)), 0); e != 0 {
 		unix.Close(efd)
 		log.Info("journal: no Linux AIO; syncing with fdatasync(2)", "err", e)
-		return s
+		return s, fdatasync(f)
 	}
 	// A non-blocking descriptor makes a File that reads through the
 	// netpoller.
 	s.ctx, s.efd, s.efdFD = ctx, os.NewFile(uintptr(efd), "eventfd"), uint32(efd)
-	if err := s.aioSync(f); err != nil {
+	err = s.aioSync(f)
+	var refused submitError
+	if errors.As(err, &refused) {
 		s.close()
-		log.Info("journal: Linux AIO cannot sync the journal's files; syncing with fdatasync(2)", "err", err)
+		log.Info("journal: Linux AIO cannot sync the journal's files; syncing with fdatasync(2)", "err", refused.errno)
+		return s, fdatasync(f)
 	}
-	return s
+	// Synced, or failed: a writeback error is told to each open file
+	// once, and this sync may have been the one to hear it.
+	return s, err
 }
 
 // sync is fdatasync(f). Only one sync runs at a time: the writer's.

@@ -14,7 +14,8 @@ func fdatasync(f *os.File) error { return f.Sync() }
 // syncer is how the writer syncs a group: fdatasync, here.
 type syncer struct{}
 
-func newSyncer(*slog.Logger, *os.File) *syncer { return &syncer{} }
+// newSyncer syncs f once, as the Linux one does.
+func newSyncer(_ *slog.Logger, f *os.File) (*syncer, error) { return &syncer{}, fdatasync(f) }
 
 func (*syncer) sync(f *os.File) error { return fdatasync(f) }
 

@@ -201,7 +201,7 @@ func (w *writer) commit(batch []*request) {
 		w.group = append(w.group, r)
 	}
 	w.flush()
-	if rollAfter && w.seg.first != 0 {
+	if rollAfter && w.seg.first != 0 && w.brokenErr() == nil {
 		if err := w.roll(); err != nil {
 			j.log.Error("journal: starting a new segment", "dir", j.dir, "err", err)
 		}
@@ -290,11 +290,11 @@ func (w *writer) brokenErr() error {
 }
 
 func brokenError(broken error) error {
-	return fmt.Errorf("journal: not appending after a failed sync: %w", broken)
+	return fmt.Errorf("%w (appends stopped until restart)", broken)
 }
 
-// fail stops appends for good: only a restart, whose recovery reads what
-// is really on disk, can resume them.
+// fail stops appends for good: only a restart, whose recovery reads the
+// files again, can resume them.
 func (w *writer) fail(err error) {
 	w.j.mu.Lock()
 	if w.j.broken == nil {
