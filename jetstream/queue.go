@@ -54,6 +54,13 @@ type Queue struct {
 	// its snapshot of the consumer is older than the last Append, and by
 	// how much.
 	gen atomic.Uint64
+	// lastSeq is the highest Seq JetStream gave a record of this
+	// collector's, and pubBytes and pubN add up the Sizes of those
+	// records: a reader's Stats count records its consumer has not
+	// caught up with yet, and estimate Bytes before it has read any.
+	lastSeq        atomic.Uint64
+	lastAt         atomic.Int64 // when lastSeq was acknowledged, in Unix ns
+	pubBytes, pubN atomic.Int64
 
 	// ctx is cancelled by Close; it ends start-up waits and Stats.
 	ctx    context.Context
@@ -510,6 +517,14 @@ func (q *Queue) Append(ctx context.Context, recs []queue.Record) error {
 		select {
 		case ack := <-f.Ok():
 			recs[i].Seq = ack.Sequence
+			for last := q.lastSeq.Load(); ack.Sequence > last; last = q.lastSeq.Load() {
+				if q.lastSeq.CompareAndSwap(last, ack.Sequence) {
+					q.lastAt.Store(time.Now().UnixNano())
+					break
+				}
+			}
+			q.pubBytes.Add(int64(recs[i].Size))
+			q.pubN.Add(1)
 			if ack.Duplicate { // JetStream kept an earlier message
 				q.pub.forget(recs[i].Event.Fields().MessageID, msgs[i].Data)
 			}

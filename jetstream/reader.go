@@ -548,6 +548,14 @@ func (r *reader) refresh() {
 		floor: info.AckFloor.Stream, pending: info.NumPending, inFlight: info.NumAckPending,
 		oldestSeq: r.snap.oldestSeq, oldest: r.snap.oldest,
 	}
+	// JetStream acknowledges a publish once the stream has stored it; the
+	// consumer hears of it a moment later. Count what this collector
+	// published just now that the consumer has not seen yet (not what
+	// it will never see: records the stream's limits removed).
+	last, at := r.q.lastSeq.Load(), time.Unix(0, r.q.lastAt.Load())
+	if seen := info.Delivered.Stream + info.NumPending; last > seen && time.Since(at) < time.Second {
+		s.pending += last - seen
+	}
 	cursor := s.floor + 1
 	if s.pending+uint64(s.inFlight) > 0 && s.oldestSeq != cursor {
 		// The oldest unsettled record: held here, or read from the
@@ -641,8 +649,16 @@ func (r *reader) compute() queue.ReaderStats {
 	if lowSeq != 0 && lowSeq < st.Cursor {
 		st.Cursor = lowSeq
 	}
-	if others := st.Unsettled - local; others > 0 && r.sizeN > 0 {
-		st.Bytes += int64(others) * (r.sizeSum / r.sizeN)
+	if others := st.Unsettled - local; others > 0 {
+		// The mean Size of the records read here, or else of those
+		// this collector published.
+		sum, n := r.sizeSum, r.sizeN
+		if n == 0 {
+			sum, n = r.q.pubBytes.Load(), r.q.pubN.Load()
+		}
+		if n > 0 {
+			st.Bytes += int64(others) * (sum / n)
+		}
 	}
 	switch {
 	case st.Unsettled == 0:
