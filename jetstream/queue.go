@@ -54,12 +54,13 @@ type Queue struct {
 	// its snapshot of the consumer is older than the last Append, and by
 	// how much.
 	gen atomic.Uint64
-	// lastSeq is the highest Seq JetStream gave a record of this
-	// collector's, and pubBytes and pubN add up the Sizes of those
-	// records: a reader's Stats count records its consumer has not
-	// caught up with yet, and estimate Bytes before it has read any.
+	// lastSeq is the highest Seq JetStream acknowledged for a record of
+	// this collector's, and lastAt when (Unix ns), so that a reader's
+	// Stats wait a moment for its consumer to hear of it. pubBytes and
+	// pubN add up the Sizes of the records this collector published, to
+	// estimate Bytes before a reader has read any.
 	lastSeq        atomic.Uint64
-	lastAt         atomic.Int64 // when lastSeq was acknowledged, in Unix ns
+	lastAt         atomic.Int64
 	pubBytes, pubN atomic.Int64
 
 	// ctx is cancelled by Close; it ends start-up waits and Stats.
@@ -517,11 +518,9 @@ func (q *Queue) Append(ctx context.Context, recs []queue.Record) error {
 		select {
 		case ack := <-f.Ok():
 			recs[i].Seq = ack.Sequence
-			for last := q.lastSeq.Load(); ack.Sequence > last; last = q.lastSeq.Load() {
-				if q.lastSeq.CompareAndSwap(last, ack.Sequence) {
-					q.lastAt.Store(time.Now().UnixNano())
-					break
-				}
+			q.lastAt.Store(time.Now().UnixNano()) // before lastSeq: never a new Seq with an old time
+			for last := q.lastSeq.Load(); ack.Sequence > last && !q.lastSeq.CompareAndSwap(last, ack.Sequence); {
+				last = q.lastSeq.Load()
 			}
 			q.pubBytes.Add(int64(recs[i].Size))
 			q.pubN.Add(1)

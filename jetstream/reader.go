@@ -33,6 +33,14 @@ const (
 	// for confirmations, asking for the counters): the Manager holds its
 	// stats lock meanwhile.
 	refreshTimeout = time.Second
+	// JetStream acknowledges a publish once the stream has stored it and
+	// tells the consumers a moment later. A refresh within catchUpRecent
+	// of this collector's last acknowledged publish, whose consumer has
+	// not seen that record yet, reads again every catchUpPause for at
+	// most catchUpWait, so that Stats right after an Append count it.
+	catchUpRecent = 100 * time.Millisecond
+	catchUpPause  = time.Millisecond
+	catchUpWait   = 20 * time.Millisecond
 	// recentSeqs is how many settled Seqs a reader remembers, so that a
 	// redelivery racing an acknowledgement is acknowledged again rather
 	// than delivered twice by the same collector.
@@ -490,7 +498,8 @@ func (r *reader) release() {
 //   - Unsettled is the records not yet delivered to any collector plus
 //     those delivered and not acknowledged;
 //   - Bytes is exact for the records this collector holds and estimated,
-//     from the average record size, for the others;
+//     from the average Size of the records read here (before any, of those
+//     this collector published), for the others;
 //   - Oldest is the Appended of the first unacknowledged record.
 //
 // Stats refreshes the counters when this collector has appended or
@@ -498,7 +507,8 @@ func (r *reader) release() {
 // acknowledgements) and at least every 250ms otherwise. Before asking, it
 // reads what is waiting for the integration (up to ReadAhead records, when
 // no fetch is under way), so that records that do not target it are
-// acknowledged and not counted.
+// acknowledged and not counted. Right after this collector published, it
+// waits up to catchUpWait (20 ms) for the consumer to hear of the record.
 func (r *reader) Stats() queue.ReaderStats {
 	r.statsMu.Lock()
 	defer r.statsMu.Unlock()
@@ -538,6 +548,17 @@ func (r *reader) refresh() {
 	acks := r.acksSent
 	r.mu.Unlock()
 	info, err := r.cons.Info(ctx)
+	for deadline := time.Now().Add(catchUpWait); err == nil && r.behind(info) && time.Now().Before(deadline); {
+		select {
+		case <-time.After(catchUpPause):
+		case <-ctx.Done():
+		}
+		r.readAhead()
+		r.mu.Lock()
+		acks = r.acksSent
+		r.mu.Unlock()
+		info, err = r.cons.Info(ctx)
+	}
 	if err != nil {
 		r.q.log.Debug("jetstream: stats: consumer info", slog.String("integration", r.name), slog.Any("error", err))
 		r.snap.at, r.snap.failed = time.Now(), true
@@ -547,14 +568,6 @@ func (r *reader) refresh() {
 		at: time.Now(), gen: gen, acks: acks,
 		floor: info.AckFloor.Stream, pending: info.NumPending, inFlight: info.NumAckPending,
 		oldestSeq: r.snap.oldestSeq, oldest: r.snap.oldest,
-	}
-	// JetStream acknowledges a publish once the stream has stored it; the
-	// consumer hears of it a moment later. Count what this collector
-	// published just now that the consumer has not seen yet (not what
-	// it will never see: records the stream's limits removed).
-	last, at := r.q.lastSeq.Load(), time.Unix(0, r.q.lastAt.Load())
-	if seen := info.Delivered.Stream + info.NumPending; last > seen && time.Since(at) < time.Second {
-		s.pending += last - seen
 	}
 	cursor := s.floor + 1
 	if s.pending+uint64(s.inFlight) > 0 && s.oldestSeq != cursor {
@@ -569,6 +582,13 @@ func (r *reader) refresh() {
 		}
 	}
 	r.snap = s
+}
+
+// behind reports whether the consumer, as info shows it, has not yet
+// heard of a record this collector published within catchUpRecent.
+func (r *reader) behind(info *js.ConsumerInfo) bool {
+	at := time.Unix(0, r.q.lastAt.Load())
+	return time.Since(at) < catchUpRecent && r.q.lastSeq.Load() > info.Delivered.Stream+info.NumPending
 }
 
 // localAppended returns the Appended of the record at seq if this
@@ -650,8 +670,8 @@ func (r *reader) compute() queue.ReaderStats {
 		st.Cursor = lowSeq
 	}
 	if others := st.Unsettled - local; others > 0 {
-		// The mean Size of the records read here, or else of those
-		// this collector published.
+		// An estimate: the mean Size of the records read here, or
+		// else of those this collector published.
 		sum, n := r.sizeSum, r.sizeN
 		if n == 0 {
 			sum, n = r.q.pubBytes.Load(), r.q.pubN.Load()
