@@ -51,9 +51,9 @@
 //
 // A collector's readers hand out the records that collector published
 // from memory, the events as the Handler decoded them, rather than decode
-// the messages they fetch: at most 16 MiB of events, for at most
-// 10 seconds, until each of its integrations that a record targets has
-// taken it. Only a record whose message is byte for byte what was
+// the messages they fetch: at most 16 MiB of events or 8,192 records, for
+// at most 10 seconds, until each of its integrations that a record targets
+// has taken it. Only a record whose message is byte for byte what was
 // published is taken so; the others (another collector's, or one past
 // those bounds) are decoded. Events enqueued must therefore not be changed
 // afterwards.

@@ -60,8 +60,11 @@ type publishedRec struct {
 // add keeps rec, to be published as data under the messageId id, for the
 // left readers of this collector that it targets.
 func (p *published) add(id string, data []byte, rec queue.Record, left int, now time.Time) {
+	if left <= 0 || id == "" {
+		return
+	}
 	size := rec.Event.Fields().Size()
-	if left <= 0 || id == "" || size <= 0 {
+	if size <= 0 {
 		return
 	}
 	r := &publishedRec{id: id, data: data, rec: rec, left: left, added: now,

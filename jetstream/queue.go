@@ -471,18 +471,30 @@ func (q *Queue) Append(ctx context.Context, recs []queue.Record) error {
 		if r.Event == nil {
 			return errors.New("jetstream: append: record without an event")
 		}
-		e, raw, err := spec.WithJSON(r.Event)
+		c := r.Event.Fields()
+		// Only a record that pub keeps needs the copy that keeps its
+		// JSON: one with a messageId, decoded from a request, for a
+		// reader of this collector.
+		var e spec.Event
+		var raw []byte
+		var err error
+		if left[i] = countLocal(local, r.Targets); left[i] > 0 && c.MessageID != "" && c.Size() > 0 {
+			e, raw, err = spec.WithJSON(r.Event)
+		} else {
+			left[i] = 0
+			raw, err = r.Event.MarshalJSON()
+		}
 		if err != nil {
 			return fmt.Errorf("jetstream: append: %w", err)
 		}
-		c := r.Event.Fields()
 		data, err := queue.AppendRecord(make([]byte, 0, len(raw)+64), r.Targets, now, c, r.TraceParent, raw)
 		if err != nil {
 			return fmt.Errorf("jetstream: append: %w", err)
 		}
 		r.Appended, r.Size = now, len(raw)
-		kept[i] = queue.Record{Event: e, Targets: slices.Clone(r.Targets), Size: len(raw), Appended: now, TraceParent: r.TraceParent}
-		left[i] = countLocal(local, r.Targets)
+		if e != nil {
+			kept[i] = queue.Record{Event: e, Targets: slices.Clone(r.Targets), Size: len(raw), Appended: now, TraceParent: r.TraceParent}
+		}
 		m := &nats.Msg{Subject: q.opts.Subject, Data: data, Header: nats.Header{}}
 		if c.MessageID != "" {
 			m.Header.Set(js.MsgIDHeader, c.MessageID)
@@ -505,7 +517,7 @@ func (q *Queue) Append(ctx context.Context, recs []queue.Record) error {
 	var err error
 	for i, m := range msgs {
 		id := recs[i].Event.Fields().MessageID
-		q.pub.add(id, m.Data, kept[i], left[i], now)
+		q.pub.add(id, m.Data, kept[i], left[i], now) // a no-op when left[i] is 0
 		f, perr := q.js.PublishMsgAsync(m, js.WithStallWait(q.opts.PublishTimeout))
 		if perr != nil {
 			q.pub.forget(id, m.Data)
