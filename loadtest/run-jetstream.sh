@@ -17,6 +17,8 @@ tmp=$(mktemp -d)
 bare_pid= ot_pid= nats_pids=
 trap 'for p in $ot_pid $bare_pid $nats_pids; do kill $p 2>/dev/null || true; done; rm -rf "$tmp"' EXIT
 
+# Static binaries, as a container image would hold them (see run.sh).
+export CGO_ENABLED=0
 nats="$tmp/nats-server"
 go build -o "$nats" github.com/nats-io/nats-server/v2
 go build -o "$tmp/bare" ./loadtest/bare
