@@ -514,6 +514,9 @@ func (q *Queue) Append(ctx context.Context, recs []queue.Record) error {
 		return fmt.Errorf("%w: connection %s", ErrUnavailable, s)
 	}
 	futures := make([]js.PubAckFuture, 0, len(msgs))
+	// Whatever was published may be stored, even when this returns early:
+	// a Stats after it must ask the consumer again.
+	defer func() { q.gen.Add(uint64(len(futures))) }()
 	var err error
 	for i, m := range msgs {
 		id := recs[i].Event.Fields().MessageID
@@ -548,7 +551,6 @@ func (q *Queue) Append(ctx context.Context, recs []queue.Record) error {
 			return queue.ErrClosed
 		}
 	}
-	q.gen.Add(uint64(len(futures)))
 	if err != nil {
 		return q.appendError(err)
 	}

@@ -607,11 +607,15 @@ func (r *reader) localAppended(seq uint64) (time.Time, bool) {
 func (r *reader) readAhead() {
 	r.mu.Lock()
 	n := r.q.opts.ReadAhead - len(r.buf)
-	if r.fetching || n <= 0 {
+	if r.fetching || n <= 0 || r.isClosed() {
 		r.mu.Unlock()
 		return
 	}
 	r.fetching = true
+	// Close waits for this fetch like any other: it checks done, then
+	// takes each reader's lock before it waits for the group.
+	r.q.wg.Add(1)
+	defer r.q.wg.Done()
 	r.mu.Unlock()
 	// JetStream answers at once with what is there; the client gives up
 	// after a second.

@@ -366,18 +366,24 @@ func (j *Journal) Stats() Stats {
 		Prewritten: j.prewritten,
 		Readers:    make(map[string]queue.ReaderStats, len(j.readers)),
 	}
-	for _, seg := range j.segs {
-		if seg.first != 0 {
-			s.Oldest = seg.appended
-			break
-		}
-	}
+	s.Oldest = j.oldestLocked()
 	readers := j.readers
 	j.mu.Unlock()
 	for _, r := range readers {
 		s.Readers[r.name] = r.Stats()
 	}
 	return s
+}
+
+// oldestLocked returns when the oldest record kept was appended, or zero.
+// j.mu is held.
+func (j *Journal) oldestLocked() time.Time {
+	for _, seg := range j.segs {
+		if seg.first != 0 {
+			return seg.appended
+		}
+	}
+	return time.Time{}
 }
 
 // End returns the Seq of the newest record appended, in this process or

@@ -306,6 +306,60 @@ func TestStats(t *testing.T) {
 	_ = rs
 }
 
+// Size and Oldest are what the metrics gauges and /stats call: they answer
+// from the journal's own counters, without making a reader that is behind
+// read ahead from disk.
+func TestSizeAndOldestAreCheap(t *testing.T) {
+	j := openJournal(t, t.TempDir(), &Options{TailRecords: 4})
+	rs := openReaders(t, j, "a")
+	recs := appendN(t, j, 200, "m", "a") // the tail keeps 4: reader a reads the rest from disk
+	r := rs[0].(*reader)
+	ahead := func() int {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return len(r.ahead)
+	}
+	size, oldest := j.Size(), j.Oldest()
+	if n := ahead(); n != 0 {
+		t.Errorf("Size and Oldest made the reader read %d records ahead", n)
+	}
+	st := j.Stats() // Stats does ask the readers
+	if size != st.Bytes || size == 0 {
+		t.Errorf("Size %d, Stats Bytes %d", size, st.Bytes)
+	}
+	if !oldest.Equal(recs[0].Appended) || !oldest.Equal(st.Oldest) {
+		t.Errorf("Oldest %v, first record appended %v, Stats Oldest %v", oldest, recs[0].Appended, st.Oldest)
+	}
+	if n := ahead(); n == 0 {
+		t.Errorf("Stats left the reader's read-ahead empty: the check above cannot fail")
+	}
+}
+
+// A reader that read a backlog from disk and then caught up with the tail
+// closes the segment it read last, so that a deleted segment's space is
+// not held by an open file.
+func TestCaughtUpReaderClosesItsSegment(t *testing.T) {
+	j := openJournal(t, t.TempDir(), &Options{TailRecords: 4})
+	rs := openReaders(t, j, "a")
+	appendN(t, j, 50, "m", "a") // the tail keeps 4: reader a reads the rest from disk
+	r := rs[0].(*reader)
+	open := func() bool {
+		r.readMu.Lock()
+		defer r.readMu.Unlock()
+		return r.file != nil
+	}
+	readN(t, r, 10)
+	if !open() {
+		t.Fatal("reading from disk left no segment open: the check below cannot fail")
+	}
+	readN(t, r, 40)
+	appendN(t, j, 1, "n", "a")
+	readN(t, r, 1) // from the tail
+	if open() {
+		t.Error("a reader that caught up still holds its last segment open")
+	}
+}
+
 func TestTornTail(t *testing.T) {
 	for _, c := range []struct {
 		name string

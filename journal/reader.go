@@ -135,6 +135,9 @@ func (r *reader) Next(ctx context.Context, limit int) ([]queue.Record, error) {
 			r.mu.Unlock()
 			j.trimTail()
 			j.mu.Unlock()
+			// Caught up: let go of the segment read last, which the
+			// journal may delete meanwhile.
+			r.closeFile()
 			if len(recs) > 0 {
 				return recs, nil
 			}
