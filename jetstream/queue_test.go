@@ -382,3 +382,83 @@ func TestStatsWhenUnreachable(t *testing.T) {
 		t.Fatalf("three records appended and NATS gone: Stats says %d unsettled", st.Unsettled)
 	}
 }
+
+// TestCloseDuringStats closes queues while Stats and Appends run: records a
+// Stats read ahead are handed back by Close like any others, so that
+// another reader gets them at once rather than after AckWait.
+func TestCloseDuringStats(t *testing.T) {
+	s := jetstreamtest.RunServer(t)
+	nc, err := nats.Connect(s.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := njs.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for round := range 10 {
+		q, rs := mustOpen(t, &jetstream.Options{Servers: []string{s.ClientURL()}}, "a")
+		stop := make(chan struct{})
+		done := make(chan struct{}, 2)
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				_ = q.Append(t.Context(), recs([]string{"a"}, fmt.Sprint("c", round, "-", i)))
+			}
+		}()
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				rs[0].Stats()
+			}
+		}()
+		time.Sleep(20 * time.Millisecond)
+		if err := q.Close(); err != nil {
+			t.Fatalf("round %d: Close: %v", round, err)
+		}
+		close(stop)
+		<-done
+		<-done
+		c, err := js.Consumer(t.Context(), jetstream.DefaultStream, jetstream.ConsumerName("a"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ci, err := c.Info(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ci.NumAckPending == 0 {
+			t.Fatalf("round %d: Stats read nothing ahead: the check below cannot fail", round)
+		}
+		// Every record is either waiting or was handed back: all come to
+		// a fetch at once. One still in progress would wait for AckWait.
+		want := ci.NumAckPending + int(ci.NumPending)
+		got := 0
+		for deadline := time.Now().Add(3 * time.Second); got < want && time.Now().Before(deadline); {
+			batch, err := c.Fetch(want-got, njs.FetchMaxWait(500*time.Millisecond))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for m := range batch.Messages() {
+				if err := m.Ack(); err != nil {
+					t.Fatal(err)
+				}
+				got++
+			}
+		}
+		if got != want {
+			t.Fatalf("round %d: %d of %d records came back at once after Close (%d were in progress)", round, got, want, ci.NumAckPending)
+		}
+	}
+}
