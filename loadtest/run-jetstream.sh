@@ -55,14 +55,29 @@ for _ in $(seq 300); do
 done
 
 peak_rss() { awk '/VmHWM/ {print $2/1024 " MB"}' "/proc/$1/status"; }
+# cpu_ticks prints the CPU time a process has used (user + system), in
+# clock ticks; per_request turns a difference of two into µs per request.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+tck=$(getconf CLK_TCK)
+per_request() { awk -v t="$1" -v n="$2" -v hz="$tck" 'BEGIN {printf "%.0f µs", n ? t * 1e6 / hz / n : 0}'; }
 
 echo "== bare net/http + json.Unmarshal into a map (pid $bare_pid)"
-wrk -t2 -c"$conns" -d"$dur" --latency -s loadtest/track.lua http://127.0.0.1:8081/v1/track
-echo "peak RSS: $(peak_rss $bare_pid)"
+c0=$(cpu_ticks $bare_pid)
+out=$(wrk -t2 -c"$conns" -d"$dur" --latency -s loadtest/track.lua http://127.0.0.1:8081/v1/track)
+echo "$out"
+n=$(awk '/requests in/ {print $1}' <<<"$out")
+echo "peak RSS: $(peak_rss $bare_pid); CPU per request: $(per_request $(($(cpu_ticks $bare_pid) - c0)) "$n")"
 echo
 echo "== examples/server on a JetStream stream (R$replicas), JSON-lines sink (pid $ot_pid, nats-server pids$nats_pids)"
-wrk -t2 -c"$conns" -d"$dur" --latency -s loadtest/track.lua http://127.0.0.1:8082/v1/track
+c0=$(cpu_ticks $ot_pid)
+n0=$(for p in $nats_pids; do cpu_ticks $p; done)
+out=$(wrk -t2 -c"$conns" -d"$dur" --latency -s loadtest/track.lua http://127.0.0.1:8082/v1/track)
+echo "$out"
+n=$(awk '/requests in/ {print $1}' <<<"$out")
+c1=$(cpu_ticks $ot_pid)
+n1=$(for p in $nats_pids; do cpu_ticks $p; done)
 echo "peak RSS: $(peak_rss $ot_pid) (collector); nats-server: $(for p in $nats_pids; do printf '%s ' "$(peak_rss $p)"; done)"
+echo "CPU per request: collector $(per_request $((c1 - c0)) "$n"); nats-server: $(paste -d' ' <(echo "$n0") <(echo "$n1") | while read -r a b; do printf '%s ' "$(per_request $((b - a)) "$n")"; done)"
 kill -TERM $ot_pid; wait $ot_pid || true
 ot_pid=
 echo "lines written: $(wc -l < "$tmp/events.jsonl"), of which repeated messageIds: $(grep -o '"messageId":"[^"]*"' "$tmp/events.jsonl" | sort | uniq -d | wc -l)"

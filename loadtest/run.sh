@@ -24,8 +24,13 @@ go build -o "$tmp/server" ./examples/server
 
 wait_port() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; return 1; }
 peak_rss() { awk '/VmHWM/ {printf "%.1f MB", $2/1024}' "/proc/$1/status"; }
+# cpu_ticks prints the CPU time a process has used (user + system), in
+# clock ticks; per_request turns a difference of two into µs per request.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+tck=$(getconf CLK_TCK)
+per_request() { awk -v t="$1" -v n="$2" -v hz="$tck" 'BEGIN {printf "%.0f µs", n ? t * 1e6 / hz / n : 0}'; }
 
-printf '%-8s %-6s %12s %9s %9s %10s\n' mode round 'requests/s' p50 p99 'peak RSS'
+printf '%-8s %-6s %12s %9s %9s %10s %9s\n' mode round 'requests/s' p50 p99 'peak RSS' 'CPU/req'
 for round in $(seq "$rounds"); do
 	for mode in $modes; do
 		rm -rf "$tmp/data" "$tmp/events.jsonl"
@@ -38,12 +43,14 @@ for round in $(seq "$rounds"); do
 		*) echo "unknown mode $mode" >&2; exit 2 ;;
 		esac
 		wait_port $port
+		c0=$(cpu_ticks $pid)
 		out=$(wrk -t2 -c"$conns" -d"$dur" --latency -s loadtest/track.lua "http://127.0.0.1:$port/v1/track")
+		cpu=$(per_request $(($(cpu_ticks $pid) - c0)) "$(awk '/requests in/ {print $1}' <<<"$out")")
 		rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
 		p50=$(awk '$1=="50%" {print $2}' <<<"$out")
 		p99=$(awk '$1=="99%" {print $2}' <<<"$out")
 		non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$out")
-		printf '%-8s %-6s %12s %9s %9s %10s %s\n' "$mode" "$round" "$rps" "$p50" "$p99" "$(peak_rss $pid)" "${non2xx:+non-2xx: $non2xx}"
+		printf '%-8s %-6s %12s %9s %9s %10s %9s %s\n' "$mode" "$round" "$rps" "$p50" "$p99" "$(peak_rss $pid)" "$cpu" "${non2xx:+non-2xx: $non2xx}"
 		kill -TERM $pid; wait $pid || true; pid=""
 		if [ "$mode" != bare ]; then
 			echo "         lines written: $(wc -l <"$tmp/events.jsonl")"
