@@ -55,29 +55,37 @@ for _ in $(seq 300); do
 done
 
 peak_rss() { awk '/VmHWM/ {print $2/1024 " MB"}' "/proc/$1/status"; }
-# cpu_ticks prints the CPU time a process has used (user + system), in
+# cpu_ticks prints the CPU time a process has used (user + system, fields
+# 14 and 15 of /proc/PID/stat, counted after the parenthesised name), in
 # clock ticks; per_request turns a difference of two into µs per request.
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# The end is read a second after wrk stops, so that the work left over
+# (deliveries, acknowledgements) counts too.
+cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
 tck=$(getconf CLK_TCK)
-per_request() { awk -v t="$1" -v n="$2" -v hz="$tck" 'BEGIN {printf "%.0f µs", n ? t * 1e6 / hz / n : 0}'; }
+per_request() { awk -v t="$1" -v n="$2" -v hz="$tck" 'BEGIN {if (n > 0 && t >= 0) printf "%.0fus", t * 1e6 / hz / n; else printf "n/a"}'; }
 
 echo "== bare net/http + json.Unmarshal into a map (pid $bare_pid)"
 c0=$(cpu_ticks $bare_pid)
 out=$(wrk -t2 -c"$conns" -d"$dur" --latency -s loadtest/track.lua http://127.0.0.1:8081/v1/track)
 echo "$out"
 n=$(awk '/requests in/ {print $1}' <<<"$out")
-echo "peak RSS: $(peak_rss $bare_pid); CPU per request: $(per_request $(($(cpu_ticks $bare_pid) - c0)) "$n")"
+sleep 1
+c1=$(cpu_ticks $bare_pid)
+echo "peak RSS: $(peak_rss $bare_pid); CPU per request: $(per_request $((c1 - c0)) "$n")"
 echo
 echo "== examples/server on a JetStream stream (R$replicas), JSON-lines sink (pid $ot_pid, nats-server pids$nats_pids)"
 c0=$(cpu_ticks $ot_pid)
-n0=$(for p in $nats_pids; do cpu_ticks $p; done)
+declare -A t0
+for p in $nats_pids; do t0[$p]=$(cpu_ticks $p); done
 out=$(wrk -t2 -c"$conns" -d"$dur" --latency -s loadtest/track.lua http://127.0.0.1:8082/v1/track)
 echo "$out"
 n=$(awk '/requests in/ {print $1}' <<<"$out")
+sleep 1
 c1=$(cpu_ticks $ot_pid)
-n1=$(for p in $nats_pids; do cpu_ticks $p; done)
+nats_cpu=
+for p in $nats_pids; do nats_cpu+="$(per_request $(($(cpu_ticks $p) - t0[$p])) "$n") "; done
 echo "peak RSS: $(peak_rss $ot_pid) (collector); nats-server: $(for p in $nats_pids; do printf '%s ' "$(peak_rss $p)"; done)"
-echo "CPU per request: collector $(per_request $((c1 - c0)) "$n"); nats-server: $(paste -d' ' <(echo "$n0") <(echo "$n1") | while read -r a b; do printf '%s ' "$(per_request $((b - a)) "$n")"; done)"
+echo "CPU per request: collector $(per_request $((c1 - c0)) "$n"); nats-server: $nats_cpu"
 kill -TERM $ot_pid; wait $ot_pid || true
 ot_pid=
 echo "lines written: $(wc -l < "$tmp/events.jsonl"), of which repeated messageIds: $(grep -o '"messageId":"[^"]*"' "$tmp/events.jsonl" | sort | uniq -d | wc -l)"
