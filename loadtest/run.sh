@@ -24,14 +24,7 @@ go build -o "$tmp/server" ./examples/server
 
 wait_port() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; return 1; }
 peak_rss() { awk '/VmHWM/ {printf "%.1f MB", $2/1024}' "/proc/$1/status"; }
-# cpu_ticks prints the CPU time a process has used (user + system, fields
-# 14 and 15 of /proc/PID/stat, counted after the parenthesised name), in
-# clock ticks; per_request turns a difference of two into µs per request.
-# The end is read a second after wrk stops, so that the work left over
-# (deliveries, acknowledgements) counts too.
-cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
-tck=$(getconf CLK_TCK)
-per_request() { awk -v t="$1" -v n="$2" -v hz="$tck" 'BEGIN {if (n > 0 && t >= 0) printf "%.0fus", t * 1e6 / hz / n; else printf "n/a"}'; }
+. loadtest/cpu.sh # cpu_ticks, per_request
 
 printf '%-8s %-6s %12s %9s %9s %10s %9s\n' mode round 'requests/s' p50 p99 'peak RSS' 'CPU/req'
 for round in $(seq "$rounds"); do
