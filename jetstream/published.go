@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/opentrackhq/opentrack/queue"
+	"github.com/opentrackhq/opentrack/spec"
 )
 
 // Bounds of what a Queue keeps of the records it published (see
@@ -60,13 +61,10 @@ type publishedRec struct {
 // add keeps rec, to be published as data under the messageId id, for the
 // left readers of this collector that it targets.
 func (p *published) add(id string, data []byte, rec queue.Record, left int, now time.Time) {
-	if left <= 0 || id == "" {
+	if left <= 0 || !keeps(id, rec.Event.Fields()) {
 		return
 	}
 	size := rec.Event.Fields().Size()
-	if size <= 0 {
-		return
-	}
 	r := &publishedRec{id: id, data: data, rec: rec, left: left, added: now,
 		mem: int64(size + len(data) + len(id))}
 	p.mu.Lock()
@@ -90,6 +88,12 @@ func (p *published) add(id string, data []byte, rec queue.Record, left int, now 
 	p.tail = r
 	p.sweepLocked(now)
 }
+
+// keeps reports whether add keeps a record with the messageId id whose
+// event has the common fields c: one without a messageId cannot be told
+// apart, and one whose event was not decoded (Size 0) holds Go's values
+// where the stream's decoding gives json.Number.
+func keeps(id string, c *spec.Common) bool { return id != "" && c.Size() > 0 }
 
 // take returns the record kept under the messageId id if data is what was
 // published (another collector, or an earlier try, may have published
@@ -130,13 +134,6 @@ func (p *published) clear() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.recs, p.head, p.tail, p.bytes = nil, nil, nil, 0
-}
-
-// len returns how many records are kept.
-func (p *published) len() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return len(p.recs)
 }
 
 // sweepLocked drops the oldest records while they pass a bound.

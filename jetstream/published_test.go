@@ -15,6 +15,13 @@ import (
 	"github.com/opentrackhq/opentrack/spec"
 )
 
+// len returns how many records are kept.
+func (p *published) len() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.recs)
+}
+
 const traceParent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 // decodedTrack is a track event as the Handler gives it: decoded from a

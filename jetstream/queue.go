@@ -473,12 +473,11 @@ func (q *Queue) Append(ctx context.Context, recs []queue.Record) error {
 		}
 		c := r.Event.Fields()
 		// Only a record that pub keeps needs the copy that keeps its
-		// JSON: one with a messageId, decoded from a request, for a
-		// reader of this collector.
+		// JSON: one for a reader of this collector that pub.add takes.
 		var e spec.Event
 		var raw []byte
 		var err error
-		if left[i] = countLocal(local, r.Targets); left[i] > 0 && c.MessageID != "" && c.Size() > 0 {
+		if left[i] = countLocal(local, r.Targets); left[i] > 0 && keeps(c.MessageID, c) {
 			e, raw, err = spec.WithJSON(r.Event)
 		} else {
 			left[i] = 0

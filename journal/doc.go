@@ -155,9 +155,10 @@
 // netpoller. A blocking fdatasync(2) would keep one of the GOMAXPROCS Ps
 // for the duration, and with it the handlers the writer had just
 // released; on a 2-core machine the cores then idled while requests
-// waited. loadtest/run.sh's journal server, five alternated pairs of
-// 6-second runs: 17,994–21,946 requests/s with fdatasync(2), 20,428–25,757
-// with AIO, a median gain of 17 %. BenchmarkAppend, whose producers do
+// waited. The example server on the journal under wrk -t2 -c64 -d6s -s
+// loadtest/track.lua, five alternated pairs of runs: 17,994–21,946
+// requests/s with fdatasync(2), 20,428–25,757 with AIO, a median gain of
+// 17 %. BenchmarkAppend, whose producers do
 // nothing else, medians of 3 runs (not alternated with the table above,
 // which was measured on another day): 6,252, 46,587, 126,292 and 187,880
 // events/s at 1, 16, 64 and 256 producers; p50 0.16, 0.32, 0.45 and

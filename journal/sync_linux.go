@@ -35,10 +35,11 @@ func fdatasync(f *os.File) error {
 // released wait on that P meanwhile. The writer spends most of its time in
 // fdatasync (about 0.1 ms each here), so on a 2-core machine the handlers
 // ran on one P for much of the time, and the cores idled while requests
-// waited. Waiting in the netpoller holds no P. Measured with
-// loadtest/run.sh's journal server on 2 cores, five alternated pairs of
-// 6-second runs: 17,994–21,946 requests/s with fdatasync(2), 20,428–25,757
-// with this, a median gain of 17 %.
+// waited. Waiting in the netpoller holds no P. Measured on 2 cores with
+// the example server on the journal (OPENTRACK_QUEUE=journal) under
+// wrk -t2 -c64 -d6s -s loadtest/track.lua, five alternated pairs of runs:
+// 17,994–21,946 requests/s with fdatasync(2), 20,428–25,757 with this, a
+// median gain of 17 %.
 //
 // Where AIO is not there (a kernel without it or older than 4.18, a
 // sandbox, aio-max-nr reached, a file system whose files refuse it), the
