@@ -1,111 +1,325 @@
 package spec
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
-	"fmt"
-	"io"
-	"sync"
-
-	"github.com/go-json-experiment/json/jsontext"
+	"unicode/utf16"
+	"unicode/utf8"
 )
 
-// Values are read with jsontext's tokenizer and built here into what
-// encoding/json's Decoder with UseNumber builds (map[string]any, []any,
-// string, json.Number, bool, nil), with the same rules: the last of
-// duplicate names wins, invalid UTF-8 and lone surrogates become U+FFFD.
-// It takes half the time of encoding/json's reflection on the same values
-// (BenchmarkDecodeValue), and decoding is most of what a request costs.
+// Values are parsed here, by hand, into what encoding/json's Decoder with
+// UseNumber builds (map[string]any, []any, string, json.Number, bool, nil),
+// with the same rules: the last of duplicate names wins, invalid UTF-8 and
+// lone surrogates become U+FFFD, nesting stops at 10,000 levels. Decoding is
+// the largest part of what a request costs, and a parser that knows only
+// these types takes a third of the time of encoding/json's reflection and
+// half that of a general tokenizer (go-json-experiment's jsontext) on the
+// same values: BenchmarkDecodeValue. FuzzDecodeValue holds it to
+// encoding/json on any input. On an error the message is encoding/json's,
+// which names the problem and its offset.
 
-// valueOptions are encoding/json's rules for names and text.
-var valueOptions = []jsontext.Options{jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true)}
+// maxNesting is encoding/json's limit on nested objects and arrays.
+const maxNesting = 10000
 
-// valueReader is a pooled tokenizer reading in; empty lets it drop the
-// data it read.
-type valueReader struct {
-	dec   jsontext.Decoder
-	in    bytes.Buffer
-	empty bytes.Buffer
-}
-
-var valueReaders = sync.Pool{New: func() any { return new(valueReader) }}
+// errSyntax stops a parse; decodeValue replaces it with encoding/json's
+// description of the error.
+var errSyntax = errors.New("spec: invalid JSON")
 
 // decodeValue decodes the one JSON value in data (numbers as json.Number).
-// Its error is encoding/json's for the same data, which names the syntax
-// error and its offset.
 func decodeValue(data []byte) (any, error) {
-	r := valueReaders.Get().(*valueReader)
-	r.in = *bytes.NewBuffer(data) // the decoder reads a bytes.Buffer's bytes in place
-	r.dec.Reset(&r.in, valueOptions...)
-	v, err := r.value()
-	if err == nil {
-		if _, end := r.dec.ReadToken(); end != io.EOF {
-			err = errors.New("data after the value")
-		}
+	p := parser{data: data}
+	v, ok := p.value()
+	if ok {
+		p.space()
+		ok = p.i == len(data)
 	}
-	r.dec.Reset(&r.empty) // keep no reference to data in the pool
-	r.in = bytes.Buffer{}
-	valueReaders.Put(r)
-	if err != nil {
-		if uerr := json.Unmarshal(data, new(any)); uerr != nil {
-			err = uerr
+	if !ok {
+		if err := json.Unmarshal(data, new(any)); err != nil {
+			return nil, err
 		}
-		return nil, err
+		return nil, errSyntax // not reached while the two agree
 	}
 	return v, nil
 }
 
-func (r *valueReader) value() (any, error) {
-	switch r.dec.PeekKind() {
+// parser reads JSON from data at i; depth counts the objects and arrays
+// open.
+type parser struct {
+	data  []byte
+	i     int
+	depth int
+}
+
+func (p *parser) space() {
+	for p.i < len(p.data) {
+		switch p.data[p.i] {
+		case ' ', '\t', '\n', '\r':
+			p.i++
+		default:
+			return
+		}
+	}
+}
+
+// next skips whitespace and returns the next byte, 0 at the end.
+func (p *parser) next() byte {
+	p.space()
+	if p.i < len(p.data) {
+		return p.data[p.i]
+	}
+	return 0
+}
+
+func (p *parser) value() (any, bool) {
+	switch c := p.next(); c {
 	case '{':
-		if _, err := r.dec.ReadToken(); err != nil {
-			return nil, err
-		}
-		m := make(map[string]any)
-		for r.dec.PeekKind() != '}' {
-			k, err := r.dec.ReadToken()
-			if err != nil {
-				return nil, err
-			}
-			name := k.String() // before the next read voids k
-			v, err := r.value()
-			if err != nil {
-				return nil, err
-			}
-			m[name] = v
-		}
-		_, err := r.dec.ReadToken()
-		return m, err
+		return p.object()
 	case '[':
-		if _, err := r.dec.ReadToken(); err != nil {
-			return nil, err
-		}
-		a := make([]any, 0)
-		for r.dec.PeekKind() != ']' {
-			v, err := r.value()
-			if err != nil {
-				return nil, err
-			}
-			a = append(a, v)
-		}
-		_, err := r.dec.ReadToken()
-		return a, err
-	case '0':
-		raw, err := r.dec.ReadValue()
-		return json.Number(raw), err
-	}
-	t, err := r.dec.ReadToken()
-	if err != nil {
-		return nil, err
-	}
-	switch t.Kind() {
+		return p.array()
 	case '"':
-		return t.String(), nil
-	case 't', 'f':
-		return t.Bool(), nil
+		s, ok := p.str()
+		return s, ok
+	case 't':
+		return true, p.literal("true")
+	case 'f':
+		return false, p.literal("false")
 	case 'n':
-		return nil, nil
+		return nil, p.literal("null")
+	default:
+		if c == '-' || '0' <= c && c <= '9' {
+			return p.number()
+		}
+		return nil, false
 	}
-	return nil, fmt.Errorf("unexpected %v", t.Kind())
+}
+
+func (p *parser) literal(word string) bool {
+	if len(p.data)-p.i < len(word) || string(p.data[p.i:p.i+len(word)]) != word {
+		return false
+	}
+	p.i += len(word)
+	return true
+}
+
+func (p *parser) object() (any, bool) {
+	if p.depth++; p.depth > maxNesting {
+		return nil, false
+	}
+	p.i++ // {
+	m := make(map[string]any)
+	if p.next() == '}' {
+		p.i++
+		p.depth--
+		return m, true
+	}
+	for {
+		if p.next() != '"' {
+			return nil, false
+		}
+		k, ok := p.str()
+		if !ok || p.next() != ':' {
+			return nil, false
+		}
+		p.i++
+		v, ok := p.value()
+		if !ok {
+			return nil, false
+		}
+		m[k] = v
+		switch p.next() {
+		case ',':
+			p.i++
+		case '}':
+			p.i++
+			p.depth--
+			return m, true
+		default:
+			return nil, false
+		}
+	}
+}
+
+func (p *parser) array() (any, bool) {
+	if p.depth++; p.depth > maxNesting {
+		return nil, false
+	}
+	p.i++ // [
+	a := make([]any, 0)
+	if p.next() == ']' {
+		p.i++
+		p.depth--
+		return a, true
+	}
+	for {
+		v, ok := p.value()
+		if !ok {
+			return nil, false
+		}
+		a = append(a, v)
+		switch p.next() {
+		case ',':
+			p.i++
+		case ']':
+			p.i++
+			p.depth--
+			return a, true
+		default:
+			return nil, false
+		}
+	}
+}
+
+// number reads a number as written, checked against JSON's grammar.
+func (p *parser) number() (any, bool) {
+	d, start := p.data, p.i
+	i := start
+	if d[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(d) && d[i] == '0':
+		i++
+	case i < len(d) && '1' <= d[i] && d[i] <= '9':
+		i = digits(d, i)
+	default:
+		return nil, false
+	}
+	if i < len(d) && d[i] == '.' {
+		if i++; i == len(d) || d[i] < '0' || d[i] > '9' {
+			return nil, false
+		}
+		i = digits(d, i)
+	}
+	if i < len(d) && (d[i] == 'e' || d[i] == 'E') {
+		if i++; i < len(d) && (d[i] == '+' || d[i] == '-') {
+			i++
+		}
+		if i == len(d) || d[i] < '0' || d[i] > '9' {
+			return nil, false
+		}
+		i = digits(d, i)
+	}
+	p.i = i
+	return json.Number(d[start:i]), true
+}
+
+// digits returns the offset of the first non-digit at or after i.
+func digits(d []byte, i int) int {
+	for i < len(d) && '0' <= d[i] && d[i] <= '9' {
+		i++
+	}
+	return i
+}
+
+// str reads a string at its opening quote. A string without escapes in
+// valid UTF-8, the common case, is copied once.
+func (p *parser) str() (string, bool) {
+	d := p.data
+	start := p.i + 1
+	for i := start; i < len(d); {
+		switch c := d[i]; {
+		case c == '"':
+			p.i = i + 1
+			return string(d[start:i]), true
+		case c == '\\' || c < ' ':
+			return p.unquote(start, i)
+		case c < utf8.RuneSelf:
+			i++
+		default:
+			r, size := utf8.DecodeRune(d[i:])
+			if r == utf8.RuneError && size == 1 {
+				return p.unquote(start, i)
+			}
+			i += size
+		}
+	}
+	return "", false
+}
+
+// unquote reads the rest of a string whose bytes from start to i need no
+// change, as encoding/json's unquote does.
+func (p *parser) unquote(start, i int) (string, bool) {
+	d := p.data
+	b := make([]byte, 0, len(d)-start)
+	b = append(b, d[start:i]...)
+	for i < len(d) {
+		switch c := d[i]; {
+		case c == '"':
+			p.i = i + 1
+			return string(b), true
+		case c < ' ':
+			return "", false
+		case c == '\\':
+			if i+1 == len(d) {
+				return "", false
+			}
+			switch e := d[i+1]; e {
+			case '"', '\\', '/':
+				b = append(b, e)
+			case 'b':
+				b = append(b, '\b')
+			case 'f':
+				b = append(b, '\f')
+			case 'n':
+				b = append(b, '\n')
+			case 'r':
+				b = append(b, '\r')
+			case 't':
+				b = append(b, '\t')
+			case 'u':
+				r := hex4(d[i+2:])
+				if r < 0 {
+					return "", false
+				}
+				i += 6
+				if utf16.IsSurrogate(r) {
+					// A pair is consumed whole; anything else leaves
+					// U+FFFD and the next escape to be read on its own.
+					if len(d)-i >= 2 && d[i] == '\\' && d[i+1] == 'u' {
+						if pair := utf16.DecodeRune(r, hex4(d[i+2:])); pair != utf8.RuneError {
+							b = utf8.AppendRune(b, pair)
+							i += 6
+							continue
+						}
+					}
+					r = utf8.RuneError
+				}
+				b = utf8.AppendRune(b, r)
+				continue
+			default:
+				return "", false
+			}
+			i += 2
+		case c < utf8.RuneSelf:
+			b = append(b, c)
+			i++
+		default:
+			r, size := utf8.DecodeRune(d[i:])
+			b = utf8.AppendRune(b, r)
+			i += size
+		}
+	}
+	return "", false
+}
+
+// hex4 returns the value of the four hex digits that d starts with, or -1.
+func hex4(d []byte) rune {
+	if len(d) < 4 {
+		return -1
+	}
+	var r rune
+	for _, c := range d[:4] {
+		switch {
+		case '0' <= c && c <= '9':
+			c -= '0'
+		case 'a' <= c && c <= 'f':
+			c -= 'a' - 10
+		case 'A' <= c && c <= 'F':
+			c -= 'A' - 10
+		default:
+			return -1
+		}
+		r = r<<4 | rune(c)
+	}
+	return r
 }

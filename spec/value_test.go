@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -30,6 +31,16 @@ func TestDecodeValueLikeEncodingJSON(t *testing.T) {
 		`[1, -0.5e-3, 12345678901234567890123, true, false, null, "", {}, []]`,
 		`{"a":{"b":[{"c":"\u00e9\n\"\\\/"}]}}`, ` 1 `, `"x"`, `null`,
 		`{"a":1}x`, `{"a":1} {}`, `{"a":}`, `{"a" 1}`, `[1,]`, `{`, ``, `01`, `{"a":NaN}`, `"\x"`,
+		// Surrogates: a pair, a lone half before text, a low half first,
+		// a high half before a broken or short escape.
+		`"\ud83d\ude00"`, `"\ud800\u0041"`, `"\udc00\ud800"`, `"\ud800\\"`, `"\ud800\u12"`, `"\ud800"`,
+		"\"a\xed\xa0\x80\xf0\x9f\x98\x80\"", `"\uD83D\uDE00\uFFFD"`, "\"\x01\"", `"\'"`,
+		// Numbers.
+		`-`, `-0`, `1.`, `1e`, `1e+`, `.5`, `1.5E+3`, `-01`, `0.0e-0`, `2x`, `[1 2]`, `{"a":1,}`, `{,}`,
+		`tru`, `nul`, `[true,false,null]`, "\t\r\n[ ]\n",
+		strings.Repeat("[", 10000) + strings.Repeat("]", 10000),
+		strings.Repeat("[", 10001) + strings.Repeat("]", 10001),
+		strings.Repeat(`{"a":`, 10001) + "1" + strings.Repeat("}", 10001),
 	} {
 		want, wantErr := stdValue([]byte(in))
 		got, err := decodeValue([]byte(in))
@@ -66,7 +77,7 @@ func FuzzDecodeValue(f *testing.F) {
 // it replaces, on the 600-byte track call.
 func BenchmarkDecodeValue(b *testing.B) {
 	data := []byte(benchTrack)
-	b.Run("jsontext", func(b *testing.B) {
+	b.Run("spec", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			if _, err := decodeValue(data); err != nil {
