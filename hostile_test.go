@@ -132,13 +132,17 @@ func TestMergedEventWithinMemoryBound(t *testing.T) {
 func TestHostileFieldsAreRefusedAtTheDoor(t *testing.T) {
 	c := newCollector(t, nil, opentrack.Options{})
 	deep := strings.Repeat(`{"a":`, 100) + `1` + strings.Repeat(`}`, 100)
-	for _, tt := range []struct{ name, body, field, rule string }{
-		{"nested past the depth limit", `{"userId":"u","event":"E","properties":` + deep + `}`, "properties", "depth"},
-		{"invalid UTF-8 in userId", "{\"userId\":\"u\xff\",\"event\":\"E\"}", "userId", "utf8"},
-		{"NUL in userId", `{"userId":"u\u0000","event":"E"}`, "userId", "control"},
+	// encoding/json takes 9,999 levels as valid JSON; decoding them would
+	// cost megabytes of stack for a 20 KB request.
+	deepArray := strings.Repeat("[", 9998) + strings.Repeat("]", 9998)
+	for _, tt := range []struct{ name, path, body, field, rule string }{
+		{"nested past the depth limit", "/track", `{"userId":"u","event":"E","properties":` + deep + `}`, "properties", "depth"},
+		{"invalid UTF-8 in userId", "/track", "{\"userId\":\"u\xff\",\"event\":\"E\"}", "userId", "utf8"},
+		{"NUL in userId", "/track", `{"userId":"u\u0000","event":"E"}`, "userId", "control"},
+		{"a batch's writeKey nested 9,998 levels", "/batch", `{"batch":[{"type":"track","userId":"u","event":"E"}],"writeKey":` + deepArray + `}`, "writeKey", "type"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			a := c.do(t, "POST", "/track", tt.body, nil)
+			a := c.do(t, "POST", tt.path, tt.body, nil)
 			if a.status != 400 || !strings.Contains(a.raw, `"rule":"`+tt.rule+`"`) || !strings.Contains(a.raw, `"field":"`+tt.field) {
 				t.Errorf("answer %d %s; want 400 naming %s and rule %s", a.status, a.raw, tt.field, tt.rule)
 			}

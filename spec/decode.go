@@ -75,8 +75,7 @@ func decode(data []byte, typ Type, maxMemory int) (Event, error) {
 		// so that the caller can still read type, writeKey and the ids,
 		// without paying for the rest.
 		if !json.Valid(data) {
-			_, err = objectFields(data)
-			return nil, err
+			return nil, invalidJSON(data)
 		}
 		fields = shallowFields(sc.members)
 	} else if fields, err = objectFields(data); err != nil {
@@ -357,8 +356,7 @@ func DecodeBatch(data []byte) (*Batch, error) {
 		return nil, ErrNotObject
 	}
 	if !json.Valid(data) {
-		err := json.Unmarshal(data, new(any)) // names the syntax error
-		return nil, fmt.Errorf("spec: invalid JSON: %w", err)
+		return nil, invalidJSON(data)
 	}
 	var env struct{ batch, writeKey, sentAt, context, integrations []byte }
 	members(data, func(key string, value []byte) {
@@ -385,10 +383,10 @@ func DecodeBatch(data []byte) (*Batch, error) {
 	default:
 		b.Items = elements(env.batch)
 	}
-	if v, ok := d.rawValue(env.writeKey, "writeKey"); ok {
+	if v, ok := d.scalar(env.writeKey, "writeKey"); ok {
 		b.WriteKey = d.str(v, "writeKey")
 	}
-	if v, ok := d.rawValue(env.sentAt, "sentAt"); ok {
+	if v, ok := d.scalar(env.sentAt, "sentAt"); ok {
 		b.SentAt = d.time(v, "sentAt")
 		if !b.SentAt.IsZero() {
 			b.sentAtSize = len(`"sentAt":,`) + len(env.sentAt)
@@ -591,6 +589,13 @@ func mergeUnder(own, base map[string]any, baseMem int) (map[string]any, int) {
 // jsonSpace is the whitespace JSON allows around a value.
 const jsonSpace = " \t\r\n"
 
+// invalidJSON describes the syntax error in data, which is not valid JSON.
+// encoding/json's checker finds it without recursion, however deep data
+// nests.
+func invalidJSON(data []byte) error {
+	return fmt.Errorf("spec: invalid JSON: %w", json.Unmarshal(data, new(any)))
+}
+
 // objectFields decodes a JSON object in one pass, numbers as json.Number.
 func objectFields(data []byte) (map[string]any, error) {
 	data = bytes.Trim(data, jsonSpace)
@@ -637,6 +642,19 @@ func (d *decoder) rawValue(raw json.RawMessage, field string) (any, bool) {
 		return nil, false
 	}
 	return v, true
+}
+
+// compound stands for an object or array where a string is expected.
+type compound struct{}
+
+// scalar is rawValue for a field that must be a string: an object or array
+// is returned as a compound, without being decoded, so that its type error
+// costs nothing however deep it nests.
+func (d *decoder) scalar(raw json.RawMessage, field string) (any, bool) {
+	if len(raw) > 0 && (raw[0] == '{' || raw[0] == '[') {
+		return compound{}, true
+	}
+	return d.rawValue(raw, field)
 }
 
 // common decodes k into c if it is one of the shared fields.

@@ -388,6 +388,58 @@ func TestDepthErrorPathIsShort(t *testing.T) {
 	}
 }
 
+// stackGrowth runs fn on a goroutine of its own and returns how much the
+// stacks in use grew meanwhile: a goroutine's stack grows with its
+// recursion and is not shrunk while it runs.
+func stackGrowth(fn func()) int64 {
+	var before, after runtime.MemStats
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		runtime.ReadMemStats(&before)
+		fn()
+		runtime.ReadMemStats(&after)
+	}()
+	<-done
+	return int64(after.StackInuse) - int64(before.StackInuse)
+}
+
+// TestDeepInputCostsNoStack: JSON nested 9,999 levels deep (20 KB, which
+// encoding/json still takes as valid) where it is refused costs no deep
+// recursion: a batch's writeKey or sentAt that is an array, and an event
+// whose syntax error comes after the nesting. Decoding such a value would
+// take megabytes of stack for a request of kilobytes; the first check shows
+// that the measure sees that.
+func TestDeepInputCostsNoStack(t *testing.T) {
+	deep := strings.Repeat("[", 9998) + strings.Repeat("]", 9998) // 9,999 levels with the batch
+	if g := stackGrowth(func() { _, _ = decodeValue([]byte(deep)) }); g < 1<<20 {
+		t.Fatalf("decoding the deep value grew the stacks by %d bytes; the measure does not see recursion", g)
+	}
+	for _, tc := range []struct {
+		name, body, want string
+		batch            bool
+	}{
+		{"writeKey", `{"batch":[],"writeKey":` + deep + `}`, "writeKey", true},
+		{"sentAt", `{"batch":[],"sentAt":` + deep + `}`, "sentAt", true},
+		{"event", `{"type":"track","userId":"u","event":"E","x":` + strings.Repeat("[", 10000) + `}`, "invalid JSON", false},
+	} {
+		var err error
+		g := stackGrowth(func() {
+			if tc.batch {
+				_, err = DecodeBatch([]byte(tc.body))
+			} else {
+				_, err = Decode([]byte(tc.body), "")
+			}
+		})
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: error %v, want one naming %q", tc.name, err, tc.want)
+		}
+		if g > 256<<10 {
+			t.Errorf("%s: the stacks grew by %d bytes", tc.name, g)
+		}
+	}
+}
+
 // TestIDText checks the text rules of ids: invalid UTF-8, U+FFFD (which a
 // lone surrogate decodes to) and control characters are refused, naming
 // the id, so that two different ids never become one user.
