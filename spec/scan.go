@@ -7,11 +7,11 @@ import (
 	"unicode/utf8"
 )
 
-// Before encoding/json decodes an object, scanObject reads its structure in
+// Before an object is decoded (decodeValue), scanObject reads its structure in
 // one pass over the bytes, without recursion and without allocating:
 //   - it refuses nesting deeper than MaxDepth, so a deep value is never
-//     decoded (encoding/json would recurse up to 10,000 levels);
-//   - it refuses invalid UTF-8 inside strings, which encoding/json would
+//     decoded (decodeValue would recurse up to 10,000 levels);
+//   - it refuses invalid UTF-8 inside strings, which decoding would
 //     silently replace with U+FFFD;
 //   - it estimates the heap that the decoded values will hold;
 //   - it cuts the object into its members, so unknown fields are kept as

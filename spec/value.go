@@ -22,8 +22,8 @@ import (
 // maxNesting is encoding/json's limit on nested objects and arrays.
 const maxNesting = 10000
 
-// errSyntax stops a parse; decodeValue replaces it with encoding/json's
-// description of the error.
+// errSyntax is returned should encoding/json accept what the parser
+// refused: never, while the two agree.
 var errSyntax = errors.New("spec: invalid JSON")
 
 // decodeValue decodes the one JSON value in data (numbers as json.Number).
@@ -241,7 +241,17 @@ func (p *parser) str() (string, bool) {
 // change, as encoding/json's unquote does.
 func (p *parser) unquote(start, i int) (string, bool) {
 	d := p.data
-	b := make([]byte, 0, len(d)-start)
+	// The string's own bytes as written bound what it decodes to, but for
+	// invalid UTF-8 (each byte becomes three); the rest of data does not,
+	// and sizing by it would make many short strings cost quadratic memory.
+	end := i
+	for end < len(d) && d[end] != '"' {
+		if d[end] == '\\' {
+			end++
+		}
+		end++
+	}
+	b := make([]byte, 0, min(end, len(d))-start)
 	b = append(b, d[start:i]...)
 	for i < len(d) {
 		switch c := d[i]; {
