@@ -67,7 +67,8 @@ func decode(data []byte, typ Type, maxMemory int) (Event, error) {
 	}
 	var buf [24]member
 	sc := scanObject(data, 1, "", buf[:0])
-	var fields map[string]any
+	var fbuf [24]field
+	var fields []field
 	var err error
 	tooCostly := sc.mem > maxMemory
 	if sc.depth != nil || tooCostly {
@@ -77,9 +78,9 @@ func decode(data []byte, typ Type, maxMemory int) (Event, error) {
 		if !json.Valid(data) {
 			return nil, invalidJSON(data)
 		}
-		fields = shallowFields(sc.members)
-	} else if fields, err = objectFields(data); err != nil {
-		return nil, err
+		fields = shallowFields(sc.members, fbuf[:0])
+	} else if fields, err = decodeFields(data, fbuf[:0]); err != nil {
+		return nil, fmt.Errorf("spec: invalid JSON: %w", err)
 	}
 	e, d := fromFields(fields, typ, sc.members)
 	d.errs = append(d.errs, sc.fail()...)
@@ -107,27 +108,29 @@ const shallowMemberMemory = 4 << 10
 // proportion to the request.
 const MaxEventMemory = 16 * 32 << 10
 
-func shallowFields(members []member) map[string]any {
-	fields := make(map[string]any, len(members))
+func shallowFields(members []member, fields []field) []field {
 	var d decoder
 	for _, m := range members {
 		if m.deep || m.mem > shallowMemberMemory {
 			continue
 		}
 		if v, ok := d.rawValue(m.value, ""); ok {
-			fields[unquoteKey(m.key)] = v
+			fields = append(fields, field{unquoteKey(m.key), v})
 		}
 	}
-	return fields
+	return lastOfEach(fields)
 }
 
-// fromFields builds an event from a decoded JSON object and its members as
-// scanned (for the fields kept as written, and the memory estimate).
-func fromFields(fields map[string]any, typ Type, members []member) (Event, *decoder) {
+// fromFields builds an event from the members of a decoded JSON object,
+// each name once, and its members as scanned (for the fields kept as
+// written, and the memory estimate).
+func fromFields(fields []field, typ Type, members []member) (Event, *decoder) {
 	d := &decoder{}
 	if typ == "" {
-		if v, ok := fields["type"]; ok {
-			typ = Type(d.str(v, "type"))
+		for _, f := range fields {
+			if f.key == "type" {
+				typ = Type(d.str(f.value, "type"))
+			}
 		}
 		if d.errs != nil {
 			return nil, d
@@ -143,7 +146,8 @@ func fromFields(fields map[string]any, typ Type, members []member) (Event, *deco
 		return nil, d
 	}
 	c := e.Fields()
-	for k, v := range fields {
+	for _, f := range fields {
+		k, v := f.key, f.value
 		if d.common(c, k, v) {
 			continue
 		}
@@ -594,19 +598,6 @@ const jsonSpace = " \t\r\n"
 // nests.
 func invalidJSON(data []byte) error {
 	return fmt.Errorf("spec: invalid JSON: %w", json.Unmarshal(data, new(any)))
-}
-
-// objectFields decodes a JSON object in one pass, numbers as json.Number.
-func objectFields(data []byte) (map[string]any, error) {
-	data = bytes.Trim(data, jsonSpace)
-	if len(data) == 0 || data[0] != '{' {
-		return nil, ErrNotObject
-	}
-	v, err := decodeValue(data)
-	if err != nil {
-		return nil, fmt.Errorf("spec: invalid JSON: %w", err)
-	}
-	return v.(map[string]any), nil
 }
 
 func isNull(raw []byte) bool { return string(raw) == "null" }

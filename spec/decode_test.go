@@ -3,6 +3,7 @@ package spec
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"reflect"
 	"slices"
 	"strings"
@@ -859,10 +860,31 @@ func TestDecodeNotObject(t *testing.T) {
 	mustDecode(t, " \n\t{\"type\":\"identify\",\"userId\":\"u\"}\r\n ", "")
 }
 
+// TestDecodeDuplicateKeysLastWins: of a name given twice, only the last
+// value counts, as in a map: an earlier value of the wrong type is no
+// error. Events of more than 32 members, and events with a member too deep
+// to decode, take other paths.
 func TestDecodeDuplicateKeysLastWins(t *testing.T) {
-	e := mustDecode(t, `{"type":"track","userId":"u","event":"first","event":"second"}`, "")
-	if got := e.(*Track).Event; got != "second" {
-		t.Errorf("event = %q, want the last value", got)
+	var many strings.Builder
+	for i := range 40 {
+		fmt.Fprintf(&many, `"x%d":%d,`, i, i)
+	}
+	deep := strings.Repeat("[", MaxDepth+1) + strings.Repeat("]", MaxDepth+1)
+	for _, tc := range []struct{ name, body string }{
+		{"few", `{"type":"track","userId":{},"event":1,"event":"first","userId":"u","event":"second"}`},
+		{"many", `{"type":"identify","userId":{},"event":"first",` + many.String() + `"event":"second","type":"track","userId":"u"}`},
+	} {
+		e := mustDecode(t, tc.body, "")
+		tr, ok := e.(*Track)
+		if !ok || tr.Event != "second" || tr.UserID != "u" {
+			t.Errorf("%s: %#v, want the last values", tc.name, e)
+		}
+	}
+	// With a member too deep, the event is refused for it alone.
+	_, err := Decode([]byte(`{"type":"track","userId":[],"event":"E","userId":"u","x":`+deep+`}`), "")
+	ve := validationError(t, err)
+	if len(ve.Fields) != 1 || ve.Fields[0].Rule != "depth" {
+		t.Errorf("errors %v, want the depth error alone", ve.Fields)
 	}
 }
 

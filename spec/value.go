@@ -43,6 +43,62 @@ func decodeValue(data []byte) (any, error) {
 	return v, nil
 }
 
+// field is one member of a decoded object.
+type field struct {
+	key   string
+	value any
+}
+
+// decodeFields decodes the JSON object data into its members, appended to
+// fs, as decodeValue would into a map: the last of duplicate names is
+// kept. An event's own members are read once each, so a slice serves them
+// with less work than a map (BenchmarkDecodeTrack).
+func decodeFields(data []byte, fs []field) ([]field, error) {
+	p := parser{data: data}
+	ok := p.next() == '{'
+	if ok {
+		fs, ok = p.fields(fs)
+	}
+	if ok {
+		p.space()
+		ok = p.i == len(data)
+	}
+	if !ok {
+		if err := json.Unmarshal(data, new(any)); err != nil {
+			return nil, err
+		}
+		return nil, errSyntax // not reached while the two agree
+	}
+	return lastOfEach(fs), nil
+}
+
+// lastOfEach drops the members whose name comes again later in fs.
+func lastOfEach(fs []field) []field {
+	out := fs[:0] // written at or before where it reads
+	if len(fs) <= 32 {
+	next:
+		for i, f := range fs {
+			for _, g := range fs[i+1:] {
+				if g.key == f.key {
+					continue next
+				}
+			}
+			out = append(out, f)
+		}
+		return out
+	}
+	last := make(map[string]int, len(fs))
+	for i, f := range fs {
+		last[f.key] = i
+	}
+	for i, f := range fs {
+		if last[f.key] == i {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
 // parser reads JSON from data at i; depth counts the objects and arrays
 // open.
 type parser struct {
@@ -134,6 +190,42 @@ func (p *parser) object() (any, bool) {
 			p.i++
 			p.depth--
 			return m, true
+		default:
+			return nil, false
+		}
+	}
+}
+
+// fields is object appending the members to fs, duplicates included.
+func (p *parser) fields(fs []field) ([]field, bool) {
+	p.depth++
+	p.i++ // {
+	if p.next() == '}' {
+		p.i++
+		p.depth--
+		return fs, true
+	}
+	for {
+		if p.next() != '"' {
+			return nil, false
+		}
+		k, ok := p.str()
+		if !ok || p.next() != ':' {
+			return nil, false
+		}
+		p.i++
+		v, ok := p.value()
+		if !ok {
+			return nil, false
+		}
+		fs = append(fs, field{k, v})
+		switch p.next() {
+		case ',':
+			p.i++
+		case '}':
+			p.i++
+			p.depth--
+			return fs, true
 		default:
 			return nil, false
 		}

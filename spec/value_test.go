@@ -39,6 +39,9 @@ func TestDecodeValueLikeEncodingJSON(t *testing.T) {
 		// Numbers.
 		`-`, `-0`, `1.`, `1e`, `1e+`, `.5`, `1.5E+3`, `-01`, `0.0e-0`, `2x`, `[1 2]`, `{"a":1,}`, `{,}`,
 		`tru`, `nul`, `[true,false,null]`, "\t\r\n[ ]\n",
+		// Objects as events are read: names repeated, past 32 members.
+		`{"a":1,"b":2,"a":3}`, `{"a":{},"a":[],"a":null}`, ` {"a":1} `, `{"a":1,"a":2}{`,
+		`{` + strings.Repeat(`"k":1,`, 40) + `"k":2,"z":0}`,
 		strings.Repeat("[", 10000) + strings.Repeat("]", 10000),
 		strings.Repeat("[", 10001) + strings.Repeat("]", 10001),
 		strings.Repeat(`{"a":`, 10001) + "1" + strings.Repeat("}", 10001),
@@ -52,6 +55,34 @@ func TestDecodeValueLikeEncodingJSON(t *testing.T) {
 		if !reflect.DeepEqual(got, want) {
 			t.Errorf("%q: got %#v, encoding/json: %#v", in, got, want)
 		}
+		checkFields(t, []byte(in), want, wantErr)
+	}
+}
+
+// checkFields checks that decodeFields reads an object as encoding/json
+// does: each name once, with its last value, and an error exactly when
+// encoding/json has one.
+func checkFields(t *testing.T, data []byte, want any, wantErr error) {
+	t.Helper()
+	if trimmed := bytes.TrimLeft(data, " \t\r\n"); len(trimmed) == 0 || trimmed[0] != '{' {
+		return
+	}
+	fs, err := decodeFields(data, nil)
+	if (err != nil) != (wantErr != nil) {
+		t.Fatalf("%q: decodeFields error %v, encoding/json: %v", data, err, wantErr)
+	}
+	if err != nil {
+		return
+	}
+	m := make(map[string]any, len(fs))
+	for _, f := range fs {
+		if _, dup := m[f.key]; dup {
+			t.Fatalf("%q: decodeFields gave %q twice", data, f.key)
+		}
+		m[f.key] = f.value
+	}
+	if !reflect.DeepEqual(m, want) {
+		t.Fatalf("%q: decodeFields gave %#v, encoding/json: %#v", data, m, want)
 	}
 }
 
@@ -85,6 +116,7 @@ func FuzzDecodeValue(f *testing.F) {
 		if !reflect.DeepEqual(got, want) {
 			t.Fatalf("%q: got %#v, encoding/json: %#v", data, got, want)
 		}
+		checkFields(t, data, want, wantErr)
 	})
 }
 
