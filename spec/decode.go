@@ -96,7 +96,6 @@ func decode(data []byte, typ Type, maxMemory int) (Event, error) {
 	return e, d.result()
 }
 
-// shallowFields decodes the members that are not too deep.
 // shallowMemberMemory bounds what shallowFields decodes of one member.
 const shallowMemberMemory = 4 << 10
 
@@ -108,6 +107,8 @@ const shallowMemberMemory = 4 << 10
 // proportion to the request.
 const MaxEventMemory = 16 * 32 << 10
 
+// shallowFields decodes the members that are neither too deep nor too
+// costly, appended to fields, the last of each name kept.
 func shallowFields(members []member, fields []field) []field {
 	var d decoder
 	for _, m := range members {

@@ -860,31 +860,41 @@ func TestDecodeNotObject(t *testing.T) {
 	mustDecode(t, " \n\t{\"type\":\"identify\",\"userId\":\"u\"}\r\n ", "")
 }
 
-// TestDecodeDuplicateKeysLastWins: of a name given twice, only the last
-// value counts, as in a map: an earlier value of the wrong type is no
-// error. Events of more than 32 members, and events with a member too deep
-// to decode, take other paths.
+// TestDecodeDuplicateKeysLastWins: of a name given twice, however it is
+// spelled, only the last value counts, as in a map: an earlier value of the
+// wrong type is no error. Events of more than 32 members, and events with a
+// member too deep to decode, take other paths.
 func TestDecodeDuplicateKeysLastWins(t *testing.T) {
 	var many strings.Builder
 	for i := range 40 {
 		fmt.Fprintf(&many, `"x%d":%d,`, i, i)
 	}
 	deep := strings.Repeat("[", MaxDepth+1) + strings.Repeat("]", MaxDepth+1)
-	for _, tc := range []struct{ name, body string }{
-		{"few", `{"type":"track","userId":{},"event":1,"event":"first","userId":"u","event":"second"}`},
-		{"many", `{"type":"identify","userId":{},"event":"first",` + many.String() + `"event":"second","type":"track","userId":"u"}`},
+	for _, tc := range []struct {
+		name, body string
+		route      Type
+	}{
+		{"few", `{"type":"track","userId":{},"event":1,"event":"first","userId":"u","event":"second"}`, ""},
+		{"many", `{"type":"identify","userId":{},"event":"first",` + many.String() + `"event":"second","type":"track","userId":"u"}`, ""},
+		{"escaped names", `{"type":"identify","t\u0079pe":"track","userId":1,"\u0075serId":"u","event":"second"}`, ""},
+		{"the route's type", `{"type":5,"type":"identify","userId":"u","event":"first","event":"second"}`, TypeTrack},
 	} {
-		e := mustDecode(t, tc.body, "")
+		e := mustDecode(t, tc.body, tc.route)
 		tr, ok := e.(*Track)
 		if !ok || tr.Event != "second" || tr.UserID != "u" {
 			t.Errorf("%s: %#v, want the last values", tc.name, e)
 		}
 	}
 	// With a member too deep, the event is refused for it alone.
-	_, err := Decode([]byte(`{"type":"track","userId":[],"event":"E","userId":"u","x":`+deep+`}`), "")
-	ve := validationError(t, err)
-	if len(ve.Fields) != 1 || ve.Fields[0].Rule != "depth" {
-		t.Errorf("errors %v, want the depth error alone", ve.Fields)
+	for _, body := range []string{
+		`{"type":"track","userId":[],"event":"E","userId":"u","x":` + deep + `}`,
+		`{"type":"track","userId":[],"event":"E",` + many.String() + `"userId":"u","x":` + deep + `}`,
+	} {
+		_, err := Decode([]byte(body), "")
+		ve := validationError(t, err)
+		if len(ve.Fields) != 1 || ve.Fields[0].Rule != "depth" {
+			t.Errorf("errors %v, want the depth error alone", ve.Fields)
+		}
 	}
 }
 

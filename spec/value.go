@@ -87,7 +87,8 @@ func lastOfEach(fs []field) []field {
 		}
 		return out
 	}
-	last := make(map[string]int, len(fs))
+	// No size hint: names given many times would size the map for all.
+	last := make(map[string]int)
 	for i, f := range fs {
 		last[f.key] = i
 	}
@@ -196,7 +197,8 @@ func (p *parser) object() (any, bool) {
 	}
 }
 
-// fields is object appending the members to fs, duplicates included.
+// fields is object for the outermost object only (it does not count
+// nesting), appending the members to fs, duplicates included.
 func (p *parser) fields(fs []field) ([]field, bool) {
 	p.depth++
 	p.i++ // {
