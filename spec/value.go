@@ -160,76 +160,53 @@ func (p *parser) literal(word string) bool {
 }
 
 func (p *parser) object() (any, bool) {
-	if p.depth++; p.depth > maxNesting {
+	m := make(map[string]any)
+	if !p.members(func(k string, v any) { m[k] = v }) {
 		return nil, false
 	}
-	p.i++ // {
-	m := make(map[string]any)
-	if p.next() == '}' {
-		p.i++
-		p.depth--
-		return m, true
-	}
-	for {
-		if p.next() != '"' {
-			return nil, false
-		}
-		k, ok := p.str()
-		if !ok || p.next() != ':' {
-			return nil, false
-		}
-		p.i++
-		v, ok := p.value()
-		if !ok {
-			return nil, false
-		}
-		m[k] = v
-		switch p.next() {
-		case ',':
-			p.i++
-		case '}':
-			p.i++
-			p.depth--
-			return m, true
-		default:
-			return nil, false
-		}
-	}
+	return m, true
 }
 
-// fields is object for the outermost object only (it does not count
-// nesting), appending the members to fs, duplicates included.
+// fields is object appending the members to fs, duplicates included.
 func (p *parser) fields(fs []field) ([]field, bool) {
-	p.depth++
+	ok := p.members(func(k string, v any) { fs = append(fs, field{k, v}) })
+	return fs, ok
+}
+
+// members reads an object at its opening brace, giving each member to add.
+func (p *parser) members(add func(k string, v any)) bool {
+	if p.depth++; p.depth > maxNesting {
+		return false
+	}
 	p.i++ // {
 	if p.next() == '}' {
 		p.i++
 		p.depth--
-		return fs, true
+		return true
 	}
 	for {
 		if p.next() != '"' {
-			return nil, false
+			return false
 		}
 		k, ok := p.str()
 		if !ok || p.next() != ':' {
-			return nil, false
+			return false
 		}
 		p.i++
 		v, ok := p.value()
 		if !ok {
-			return nil, false
+			return false
 		}
-		fs = append(fs, field{k, v})
+		add(k, v)
 		switch p.next() {
 		case ',':
 			p.i++
 		case '}':
 			p.i++
 			p.depth--
-			return fs, true
+			return true
 		default:
-			return nil, false
+			return false
 		}
 	}
 }
