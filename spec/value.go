@@ -30,17 +30,25 @@ var errSyntax = errors.New("spec: invalid JSON")
 func decodeValue(data []byte) (any, error) {
 	p := parser{data: data}
 	v, ok := p.value()
-	if ok {
-		p.space()
-		ok = p.i == len(data)
-	}
-	if !ok {
-		if err := json.Unmarshal(data, new(any)); err != nil {
-			return nil, err
-		}
-		return nil, errSyntax // not reached while the two agree
+	if err := p.end(ok); err != nil {
+		return nil, err
 	}
 	return v, nil
+}
+
+// end checks that only whitespace follows a value read with success ok,
+// and describes the syntax error otherwise.
+func (p *parser) end(ok bool) error {
+	if ok {
+		p.space()
+		if p.i == len(p.data) {
+			return nil
+		}
+	}
+	if err := json.Unmarshal(p.data, new(any)); err != nil {
+		return err
+	}
+	return errSyntax // not reached while the two agree
 }
 
 // field is one member of a decoded object.
@@ -59,15 +67,8 @@ func decodeFields(data []byte, fs []field) ([]field, error) {
 	if ok {
 		fs, ok = p.fields(fs)
 	}
-	if ok {
-		p.space()
-		ok = p.i == len(data)
-	}
-	if !ok {
-		if err := json.Unmarshal(data, new(any)); err != nil {
-			return nil, err
-		}
-		return nil, errSyntax // not reached while the two agree
+	if err := p.end(ok); err != nil {
+		return nil, err
 	}
 	return lastOfEach(fs), nil
 }
