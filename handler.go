@@ -432,7 +432,11 @@ func (h *Handler) decode(body []byte, typ spec.Type, keyChecked bool) (c *call, 
 		}
 	}
 	if err != nil {
-		return c, http.StatusBadRequest, h.invalid(err)
+		ans := h.invalid(err)
+		if ans.Fields != nil {
+			ans.Error = "Invalid batch" // a field of the envelope, not of an event
+		}
+		return c, http.StatusBadRequest, ans
 	}
 	switch {
 	case len(b.Items) == 0:
