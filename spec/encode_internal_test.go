@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"math"
+	"strings"
 	"testing"
 	"time"
 )
@@ -135,4 +136,18 @@ func TestMarshalRefusesOffsetsOfADayOrMore(t *testing.T) {
 	if _, err := e.MarshalJSON(); err == nil {
 		t.Error("MarshalJSON wrote a +25:00 offset, which encoding/json refuses")
 	}
+}
+
+// FuzzIsNumber checks isNumber, which decides whether a json.Number built
+// in Go is written or refused, against encoding/json's grammar.
+func FuzzIsNumber(f *testing.F) {
+	for _, s := range []string{"0", "-0", "1.5e+3", "01", "1.", ".5", "-", "1e", " 1", "1 ", "0x1", "NaN", "", "9007199254740993"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		want := s != "" && strings.TrimSpace(s) == s && json.Valid([]byte(s)) && (s[0] == '-' || '0' <= s[0] && s[0] <= '9')
+		if got := isNumber(s); got != want {
+			t.Fatalf("isNumber(%q) = %v, want %v", s, got, want)
+		}
+	})
 }

@@ -244,9 +244,19 @@ func (p *parser) array() (any, bool) {
 
 // number reads a number as written, checked against JSON's grammar.
 func (p *parser) number() (any, bool) {
-	d, start := p.data, p.i
-	i := start
-	if d[i] == '-' {
+	end := numberEnd(p.data, p.i)
+	if end < 0 {
+		return nil, false
+	}
+	n := json.Number(p.data[p.i:end])
+	p.i = end
+	return n, true
+}
+
+// numberEnd returns the offset just past the JSON number at i in d, or -1
+// if d holds none there.
+func numberEnd[T string | []byte](d T, i int) int {
+	if i < len(d) && d[i] == '-' {
 		i++
 	}
 	switch {
@@ -255,11 +265,11 @@ func (p *parser) number() (any, bool) {
 	case i < len(d) && '1' <= d[i] && d[i] <= '9':
 		i = digits(d, i)
 	default:
-		return nil, false
+		return -1
 	}
 	if i < len(d) && d[i] == '.' {
 		if i++; i == len(d) || d[i] < '0' || d[i] > '9' {
-			return nil, false
+			return -1
 		}
 		i = digits(d, i)
 	}
@@ -268,16 +278,15 @@ func (p *parser) number() (any, bool) {
 			i++
 		}
 		if i == len(d) || d[i] < '0' || d[i] > '9' {
-			return nil, false
+			return -1
 		}
 		i = digits(d, i)
 	}
-	p.i = i
-	return json.Number(d[start:i]), true
+	return i
 }
 
 // digits returns the offset of the first non-digit at or after i.
-func digits(d []byte, i int) int {
+func digits[T string | []byte](d T, i int) int {
 	for i < len(d) && '0' <= d[i] && d[i] <= '9' {
 		i++
 	}
