@@ -432,11 +432,11 @@ func (h *Handler) decode(body []byte, typ spec.Type, keyChecked bool) (c *call, 
 		}
 	}
 	if err != nil {
-		ans := h.invalid(err)
-		if ans.Fields != nil {
-			ans.Error = "Invalid batch" // a field of the envelope, not of an event
+		var ve *spec.ValidationError
+		if errors.As(err, &ve) { // a field of the envelope, not of an event
+			return c, http.StatusBadRequest, errorBody{Error: "Invalid batch", Fields: ve.Fields}
 		}
-		return c, http.StatusBadRequest, ans
+		return c, http.StatusBadRequest, h.invalid(err)
 	}
 	switch {
 	case len(b.Items) == 0:

@@ -371,9 +371,6 @@ func appendFloat(b []byte, f float64, w *writer) []byte {
 
 const hexDigits = "0123456789abcdef"
 
-// appendString appends s as a JSON string, escaping as encoding/json does
-// (HTML characters, U+2028 and U+2029 included; invalid UTF-8 becomes
-// U+FFFD).
 // plain holds the bytes appendString copies as they are: ASCII but for
 // control characters, the quote, the backslash and <, > and &. (A table:
 // one load a byte instead of six comparisons, BenchmarkMarshalTrack.)
@@ -384,6 +381,9 @@ var plain = func() (t [256]bool) {
 	return t
 }()
 
+// appendString appends s as a JSON string, escaping as encoding/json does
+// (HTML characters, U+2028 and U+2029 included; invalid UTF-8 becomes
+// U+FFFD).
 func appendString(b []byte, s string) []byte {
 	b = append(b, '"')
 	start := 0

@@ -23,7 +23,8 @@ import (
 const maxNesting = 10000
 
 // errSyntax is returned should encoding/json accept what the parser
-// refused: never, while the two agree.
+// refused: for a value, never while the two agree; for decodeFields, JSON
+// that is valid but not an object (which its caller refuses before).
 var errSyntax = errors.New("spec: invalid JSON")
 
 // decodeValue decodes the one JSON value in data (numbers as json.Number).
@@ -48,7 +49,7 @@ func (p *parser) end(ok bool) error {
 	if err := json.Unmarshal(p.data, new(any)); err != nil {
 		return err
 	}
-	return errSyntax // not reached while the two agree
+	return errSyntax
 }
 
 // field is one member of a decoded object.

@@ -52,6 +52,9 @@ func TestDecodeValueLikeEncodingJSON(t *testing.T) {
 			t.Errorf("%q: error %v, encoding/json: %v", in, err, wantErr)
 			continue
 		}
+		if uerr := json.Unmarshal([]byte(in), new(any)); err != nil && err.Error() != uerr.Error() {
+			t.Errorf("%q: error %q, want encoding/json's %q", in, err, uerr)
+		}
 		if !reflect.DeepEqual(got, want) {
 			t.Errorf("%q: got %#v, encoding/json: %#v", in, got, want)
 		}
