@@ -419,7 +419,7 @@ func (h *Handler) decode(body []byte, typ spec.Type, keyChecked bool) (c *call, 
 			err = e.Validate()
 		}
 		if err != nil {
-			return c, http.StatusBadRequest, h.invalid(err)
+			return c, http.StatusBadRequest, h.invalid(err, "Invalid event")
 		}
 		c.events = []spec.Event{e}
 		return c, 0, nil
@@ -431,12 +431,8 @@ func (h *Handler) decode(body []byte, typ spec.Type, keyChecked bool) (c *call, 
 			return c, 0, nil // refused by the caller before any item is decoded
 		}
 	}
-	if err != nil {
-		var ve *spec.ValidationError
-		if errors.As(err, &ve) { // a field of the envelope, not of an event
-			return c, http.StatusBadRequest, errorBody{Error: "Invalid batch", Fields: ve.Fields}
-		}
-		return c, http.StatusBadRequest, h.invalid(err)
+	if err != nil { // invalid JSON, or a field of the envelope, not of an event
+		return c, http.StatusBadRequest, h.invalid(err, "Invalid batch")
 	}
 	switch {
 	case len(b.Items) == 0:
@@ -637,11 +633,12 @@ func (h *Handler) itemError(i int, err error) itemError {
 	return itemError{Index: i, Error: "Invalid JSON", Fields: []spec.FieldError{{Rule: "json", Message: err.Error()}}}
 }
 
-// invalid is the answer to a request refused as a whole for its content.
-func (h *Handler) invalid(err error) errorBody {
+// invalid is the answer to a request refused as a whole for its content:
+// invalid JSON, or the fields of what (an event, a batch) that broke rules.
+func (h *Handler) invalid(err error, what string) errorBody {
 	var ve *spec.ValidationError
 	if errors.As(err, &ve) {
-		return errorBody{Error: "Invalid event", Fields: ve.Fields}
+		return errorBody{Error: what, Fields: ve.Fields}
 	}
 	return errorBody{Error: "Invalid JSON", Message: err.Error()}
 }
