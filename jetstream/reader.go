@@ -520,9 +520,7 @@ func (r *reader) Stats() queue.ReaderStats {
 
 // stale reports whether the snapshot is out of date. statsMu is held.
 func (r *reader) stale() bool {
-	r.mu.Lock()
-	acks := r.acksSent
-	r.mu.Unlock()
+	acks := r.queuedAcks()
 	s := r.snap
 	if time.Since(s.at) > statsTTL {
 		return true
@@ -540,24 +538,25 @@ func (r *reader) refresh() {
 	}
 	ctx, cancel := context.WithTimeout(r.q.ctx, refreshTimeout)
 	defer cancel()
-	r.readAhead()
-	if err := r.waitAcked(ctx); err != nil {
-		r.q.log.Debug("jetstream: stats: waiting for acknowledgements", slog.String("integration", r.name), slog.Any("error", err))
-	}
-	r.mu.Lock()
-	acks := r.acksSent
-	r.mu.Unlock()
-	info, err := r.cons.Info(ctx)
-	for deadline := time.Now().Add(catchUpWait); err == nil && r.behind(info) && time.Now().Before(deadline); {
+	var (
+		info *js.ConsumerInfo
+		acks uint64
+		err  error
+	)
+	for deadline := time.Now().Add(catchUpWait); ; {
+		r.readAhead()
+		if err := r.waitAcked(ctx); err != nil {
+			r.q.log.Debug("jetstream: stats: waiting for acknowledgements", slog.String("integration", r.name), slog.Any("error", err))
+		}
+		acks = r.queuedAcks()
+		info, err = r.cons.Info(ctx)
+		if err != nil || !r.behind(info) || !time.Now().Before(deadline) {
+			break
+		}
 		select {
 		case <-time.After(catchUpPause):
 		case <-ctx.Done():
 		}
-		r.readAhead()
-		r.mu.Lock()
-		acks = r.acksSent
-		r.mu.Unlock()
-		info, err = r.cons.Info(ctx)
 	}
 	if err != nil {
 		r.q.log.Debug("jetstream: stats: consumer info", slog.String("integration", r.name), slog.Any("error", err))
@@ -582,6 +581,13 @@ func (r *reader) refresh() {
 		}
 	}
 	r.snap = s
+}
+
+// queuedAcks returns how many acknowledgements this reader has queued.
+func (r *reader) queuedAcks() uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.acksSent
 }
 
 // behind reports whether the consumer, as info shows it, has not yet
