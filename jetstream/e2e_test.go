@@ -76,12 +76,7 @@ func TestAnalyticsGoThroughJetStream(t *testing.T) {
 		t.Errorf("track delivered as %+v", sk.events["m-track"])
 	}
 	// Delivered and acknowledged: the stream keeps nothing.
-	nc, err := nats.Connect(s.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := njs.New(nc)
+	js := jetStreamAt(t, s.ClientURL())
 	st, err := js.Stream(t.Context(), jetstream.DefaultStream)
 	if err != nil {
 		t.Fatal(err)

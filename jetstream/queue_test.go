@@ -224,14 +224,25 @@ func TestAppendAtBound(t *testing.T) {
 	t.Logf("%d records appended before the bound; the refused Append of %d was resent and each record read once", len(sent), len(refused))
 }
 
-func TestStreamMismatch(t *testing.T) {
-	s := jetstreamtest.RunServer(t)
-	nc, err := nats.Connect(s.ClientURL())
+// jetStreamAt returns a JetStream client of the server at url, closed when
+// the test ends.
+func jetStreamAt(t *testing.T, url string) njs.JetStream {
+	t.Helper()
+	nc, err := nats.Connect(url)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer nc.Close()
-	js, _ := njs.New(nc)
+	t.Cleanup(nc.Close)
+	js, err := njs.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
+}
+
+func TestStreamMismatch(t *testing.T) {
+	s := jetstreamtest.RunServer(t)
+	js := jetStreamAt(t, s.ClientURL())
 	for _, c := range []njs.StreamConfig{
 		{Name: "LIMITS", Subjects: []string{"limits.events"}},
 		{Name: "OLD", Subjects: []string{"old.events"}, Retention: njs.InterestPolicy, Discard: njs.DiscardOld},
@@ -388,15 +399,7 @@ func TestStatsWhenUnreachable(t *testing.T) {
 // another reader gets them at once rather than after AckWait.
 func TestCloseDuringStats(t *testing.T) {
 	s := jetstreamtest.RunServer(t)
-	nc, err := nats.Connect(s.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := njs.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := jetStreamAt(t, s.ClientURL())
 	caught := 0 // rounds in which Close found records in progress
 	for round := range 20 {
 		q, rs := mustOpen(t, &jetstream.Options{Servers: []string{s.ClientURL()}}, "a")
