@@ -474,25 +474,26 @@ func (q *Queue) Append(ctx context.Context, recs []queue.Record) error {
 		c := r.Event.Fields()
 		// Only a record that pub keeps needs the copy that keeps its
 		// JSON: one for a reader of this collector that pub.add takes.
+		data, err := queue.AppendRecord(make([]byte, 0, recordHeaderRoom), r.Targets, now, c, r.TraceParent, nil)
+		if err != nil {
+			return fmt.Errorf("jetstream: append: %w", err)
+		}
+		// The event's JSON is written in place, after the record's header.
+		start := len(data)
 		var e spec.Event
-		var raw []byte
-		var err error
 		if left[i] = countLocal(local, r.Targets); left[i] > 0 && keeps(c.MessageID, c) {
-			e, raw, err = spec.WithJSON(r.Event)
+			e, data, err = spec.AppendWithJSON(data, r.Event)
 		} else {
 			left[i] = 0
-			raw, err = r.Event.MarshalJSON()
+			data, err = spec.AppendJSON(data, r.Event)
 		}
 		if err != nil {
 			return fmt.Errorf("jetstream: append: %w", err)
 		}
-		data, err := queue.AppendRecord(make([]byte, 0, len(raw)+64), r.Targets, now, c, r.TraceParent, raw)
-		if err != nil {
-			return fmt.Errorf("jetstream: append: %w", err)
-		}
-		r.Appended, r.Size = now, len(raw)
+		size := len(data) - start
+		r.Appended, r.Size = now, size
 		if e != nil {
-			kept[i] = queue.Record{Event: e, Targets: slices.Clone(r.Targets), Size: len(raw), Appended: now, TraceParent: r.TraceParent}
+			kept[i] = queue.Record{Event: e, Targets: slices.Clone(r.Targets), Size: size, Appended: now, TraceParent: r.TraceParent}
 		}
 		m := &nats.Msg{Subject: q.opts.Subject, Data: data, Header: nats.Header{}}
 		if c.MessageID != "" {
@@ -575,6 +576,11 @@ func worse(have, next error) error {
 	}
 	return have
 }
+
+// recordHeaderRoom is room enough for most records' header, written before
+// the event's JSON: the targets, two times, the messageId and a
+// traceparent. The JSON then grows the buffer once, by its own estimate.
+const recordHeaderRoom = 256
 
 type errClass int
 

@@ -34,7 +34,9 @@ type item struct {
 // sets Appended and Size on recs.
 func newRequest(recs []queue.Record) (*request, error) {
 	now := time.Now()
-	req := &request{done: make(chan error, 1)}
+	// Room for the first record's frame header and record header; the
+	// event's JSON then grows the buffer once, by its own estimate.
+	req := &request{frames: make([]byte, 0, 256), done: make(chan error, 1)}
 	for i := range recs {
 		r := &recs[i]
 		if len(r.Targets) == 0 {
@@ -43,31 +45,35 @@ func newRequest(recs []queue.Record) (*request, error) {
 		if r.Event == nil {
 			return nil, fmt.Errorf("journal: record %d: no event", i)
 		}
-		// The tail hands out a copy of the event that keeps its JSON, so
-		// that the integrations that write it again need not encode it.
-		e, raw, err := spec.WithJSON(r.Event)
-		if err != nil {
-			return nil, fmt.Errorf("journal: record %d: %w", i, err)
-		}
 		targets := slices.Clone(r.Targets)
 		slices.Sort(targets)
 		targets = slices.Compact(targets)
 		off := len(req.frames)
 		req.frames = appendFrameHeader(req.frames, 0)
-		if req.frames, err = queue.AppendRecord(req.frames, targets, now, r.Event.Fields(), r.TraceParent, raw); err != nil {
+		var err error
+		if req.frames, err = queue.AppendRecord(req.frames, targets, now, r.Event.Fields(), r.TraceParent, nil); err != nil {
 			return nil, fmt.Errorf("journal: record %d: %w", i, err)
 		}
+		// The event's JSON, written in place: the tail hands out a copy of
+		// the event that keeps it, so that the integrations that write it
+		// again need not encode it.
+		start := len(req.frames)
+		var e spec.Event
+		if e, req.frames, err = spec.AppendWithJSON(req.frames, r.Event); err != nil {
+			return nil, fmt.Errorf("journal: record %d: %w", i, err)
+		}
+		size := len(req.frames) - start
 		n := len(req.frames) - off - frameHeaderSize
 		if n > maxPayload {
 			return nil, fmt.Errorf("journal: record %d: %d bytes, at most %d: %w", i, n, maxPayload, queue.ErrTooLarge)
 		}
 		binary.LittleEndian.PutUint32(req.frames[off+4:], uint32(n))
-		r.Appended, r.Size = now, len(raw)
+		r.Appended, r.Size = now, size
 		req.items = append(req.items, item{
 			index: i,
 			off:   off,
 			crc:   payloadCRC(req.frames[off+frameHeaderSize:]),
-			rec:   queue.Record{Event: e, Targets: targets, Size: len(raw), Appended: now, TraceParent: r.TraceParent},
+			rec:   queue.Record{Event: e, Targets: targets, Size: size, Appended: now, TraceParent: r.TraceParent},
 		})
 	}
 	return req, nil

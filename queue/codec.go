@@ -59,15 +59,20 @@ func EncodeRecord(dst []byte, r Record) ([]byte, error) {
 	if r.Event == nil {
 		return dst, fmt.Errorf("queue: encode record: no event")
 	}
-	raw, err := r.Event.MarshalJSON()
+	b, err := AppendRecord(dst, r.Targets, r.Appended, r.Event.Fields(), r.TraceParent, nil)
 	if err != nil {
+		return dst, err
+	}
+	if b, err = spec.AppendJSON(b, r.Event); err != nil {
 		return dst, fmt.Errorf("queue: encode record: %w", err)
 	}
-	return AppendRecord(dst, r.Targets, r.Appended, r.Event.Fields(), r.TraceParent, raw)
+	return b, nil
 }
 
 // AppendRecord is [EncodeRecord] for a caller that already holds the event's
-// JSON (raw, from its MarshalJSON) and its common fields c.
+// JSON (raw, from its MarshalJSON) and its common fields c. With raw nil it
+// appends the payload up to the event, for the caller to append the event's
+// JSON itself ([spec.AppendJSON], [spec.AppendWithJSON]).
 func AppendRecord(dst []byte, targets []string, appended time.Time, c *spec.Common, traceParent string, raw []byte) ([]byte, error) {
 	version := byte(RecordVersion)
 	if traceParent != "" {

@@ -373,6 +373,116 @@ func TestWithJSON(t *testing.T) {
 	}
 }
 
+// ownJSON is an Event type of another package's kind: it embeds a Track
+// but writes JSON of its own.
+type ownJSON struct{ Track }
+
+func (o *ownJSON) MarshalJSON() ([]byte, error) { return []byte(`{"own":true}`), nil }
+
+// everyCallType holds one call of each type, to decode.
+var everyCallType = []string{
+	`{"type":"track","userId":"u","event":"E","properties":{"n":1,"s":"\u00e9"}}`,
+	`{"type":"identify","userId":"u","traits":{"plan":"pro"}}`,
+	`{"type":"page","userId":"u","name":"Home","category":"Docs"}`,
+	`{"type":"screen","userId":"u","name":"Home"}`,
+	`{"type":"group","userId":"u","groupId":"g","traits":{"size":3}}`,
+	`{"type":"alias","userId":"u","previousId":"p","future":[1,2]}`,
+}
+
+// TestAppendJSON checks that AppendJSON appends what MarshalJSON returns,
+// after what the buffer held, for every call type, for an event that keeps
+// its JSON, and for a type of another package; and that on error it
+// returns the buffer as it was.
+func TestAppendJSON(t *testing.T) {
+	prefix := []byte("prefix:")
+	check := func(name string, e Event) {
+		t.Helper()
+		want, err := e.MarshalJSON()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := AppendJSON(slices.Clone(prefix), e)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if string(got) != string(prefix)+string(want) {
+			t.Errorf("%s: AppendJSON = %s, want %s%s", name, got, prefix, want)
+		}
+	}
+	for _, in := range everyCallType {
+		e := mustDecode(t, in, "")
+		check(in, e)
+		kept, _, err := WithJSON(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		check(in+" (kept)", kept)
+	}
+	check("a type of another package", &ownJSON{Track: *mustDecode(t, everyCallType[0], "").(*Track)})
+
+	bad := &Track{Common: Common{Type: TypeTrack, UserID: "u", Timestamp: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)}, Event: "E"}
+	buf := append(make([]byte, 0, 64), prefix...)
+	got, err := AppendJSON(buf, bad)
+	if err == nil {
+		t.Fatal("AppendJSON wrote the year 10000, which MarshalJSON refuses")
+	}
+	if string(got) != string(prefix) {
+		t.Errorf("on error AppendJSON returned %q, want the buffer as it was, %q", got, prefix)
+	}
+}
+
+// TestAppendWithJSON checks that AppendWithJSON appends what WithJSON
+// returns and hands back a copy that keeps exactly the bytes appended, which
+// later appends to the buffer leave as they are.
+func TestAppendWithJSON(t *testing.T) {
+	for _, in := range everyCallType {
+		e := mustDecode(t, in, "")
+		_, want, err := WithJSON(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		buf, err := AppendJSON(make([]byte, 0, 4096), mustDecode(t, everyCallType[1], ""))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := len(buf)
+		cp, buf, err := AppendWithJSON(buf, e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(buf[n:], want) {
+			t.Fatalf("%s: appended %s, want %s", in, buf[n:], want)
+		}
+		if cp == e {
+			t.Fatalf("%s: AppendWithJSON returned the event itself, not a copy", in)
+		}
+		if cp.Fields().Size() != e.Fields().Size()+len(want) {
+			t.Errorf("%s: the copy's Size is %d, want the event's %d plus its JSON's %d", in, cp.Fields().Size(), e.Fields().Size(), len(want))
+		}
+		// Appending more, within the buffer's capacity, does not touch
+		// the bytes the copy keeps.
+		buf = append(buf, strings.Repeat("x", 100)...)
+		if got, _ := cp.MarshalJSON(); !bytes.Equal(got, want) {
+			t.Errorf("%s: after another append the copy writes %s, want %s", in, got, want)
+		}
+		if got, _ := AppendJSON(nil, cp); !bytes.Equal(got, want) {
+			t.Errorf("%s: AppendJSON of the copy = %s, want %s", in, got, want)
+		}
+	}
+
+	other := &ownJSON{Track: *mustDecode(t, everyCallType[0], "").(*Track)}
+	cp, buf, err := AppendWithJSON([]byte("p"), other)
+	if err != nil || cp != Event(other) || string(buf) != `p{"own":true}` {
+		t.Errorf("a type of another package: AppendWithJSON = %v, %s, %v; want the event itself and its own JSON", cp, buf, err)
+	}
+
+	bad := &Track{Common: Common{Type: TypeTrack, UserID: "u", Timestamp: time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC)}, Event: "E"}
+	cp, buf, err = AppendWithJSON([]byte("p"), bad)
+	if err == nil || cp != nil || string(buf) != "p" {
+		t.Errorf("an event MarshalJSON refuses: AppendWithJSON = %v, %q, %v; want nil, the buffer as it was, an error", cp, buf, err)
+	}
+}
+
 // TestDecodeStoredKeepsItsJSON checks that an event read back with
 // DecodeStored has the receivedAt stored beside it and keeps the JSON it was
 // read from, a copy of it.

@@ -149,6 +149,19 @@ func FuzzDecode(f *testing.F) {
 		if _, err := Decode(out3, ""); err != nil {
 			t.Fatalf("Decode of enriched output: %v\n%q", err, out3)
 		}
+		// Appended after a header, as the queues write it, the JSON is
+		// the same, and so is what the copy keeping it writes.
+		header := []byte("header")
+		cp, rec, err := AppendWithJSON(header, e)
+		if err != nil {
+			t.Fatalf("AppendWithJSON: %v", err)
+		}
+		if !bytes.Equal(rec[:len(header)], header) || !bytes.Equal(rec[len(header):], out3) {
+			t.Fatalf("AppendWithJSON wrote %q, want %q then %q", rec, header, out3)
+		}
+		if kept, err := AppendJSON(nil, cp); err != nil || !bytes.Equal(kept, out3) {
+			t.Fatalf("AppendJSON of the copy = %q, %v; want %q", kept, err, out3)
+		}
 	})
 }
 

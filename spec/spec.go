@@ -172,8 +172,8 @@ func (c *Common) Fields() *Common { return c }
 // object shared with a batch ([Batch.Merge]) counts in full for each event
 // that holds it.
 //
-// A decoded event that keeps its JSON ([WithJSON], [DecodeStored]) counts
-// it too.
+// A decoded event that keeps its JSON ([WithJSON], [AppendWithJSON],
+// [DecodeStored]) counts it too.
 // Size returns 0 for an event built in Go rather than decoded; the caller
 // then chooses its own estimate.
 func (c *Common) Size() int {

@@ -163,11 +163,11 @@ func (in *Integration) Batch(ctx context.Context, events []spec.Event) error {
 // appendLine appends e's JSON and a newline to buf. On error buf is
 // returned unchanged.
 func appendLine(buf []byte, e spec.Event) ([]byte, error) {
-	b, err := e.MarshalJSON() // already compact; json.Marshal would copy and check it again
+	buf, err := spec.AppendJSON(buf, e) // already compact; json.Marshal would copy and check it again
 	if err != nil {
 		return buf, opentrack.Permanent(fmt.Errorf("jsonl: encode %s %q: %w", e.Fields().Type, e.Fields().MessageID, err))
 	}
-	return append(append(buf, b...), '\n'), nil
+	return append(buf, '\n'), nil
 }
 
 // writeLocked writes the lines in buf[1:] with one Write call; buf[0] is a
