@@ -179,7 +179,7 @@ type Failure struct {
 	Integration string
 	// Event is the event; treat it as read-only. With a durable queue it is
 	// a copy of the event enqueued, or one read back, that keeps its JSON
-	// (spec.WithJSON): to change it, copy its struct first.
+	// (spec.AppendWithJSON): to change it, copy its struct first.
 	Event spec.Event
 	// Err is the last error.
 	Err error

@@ -64,7 +64,9 @@ func (p *published) add(id string, data []byte, rec queue.Record, left int, now 
 	if left <= 0 || !keeps(id, rec.Event.Fields()) {
 		return
 	}
-	size := rec.Event.Fields().Size()
+	// The event keeps its JSON in data (spec.AppendWithJSON): count it
+	// once.
+	size := max(rec.Event.Fields().Size()-rec.Size, 0)
 	r := &publishedRec{id: id, data: data, rec: rec, left: left, added: now,
 		mem: int64(size + len(data) + len(id))}
 	p.mu.Lock()

@@ -472,13 +472,13 @@ func (q *Queue) Append(ctx context.Context, recs []queue.Record) error {
 			return errors.New("jetstream: append: record without an event")
 		}
 		c := r.Event.Fields()
-		// Only a record that pub keeps needs the copy that keeps its
-		// JSON: one for a reader of this collector that pub.add takes.
 		data, err := queue.AppendRecord(make([]byte, 0, recordHeaderRoom), r.Targets, now, c, r.TraceParent, nil)
 		if err != nil {
 			return fmt.Errorf("jetstream: append: %w", err)
 		}
 		// The event's JSON is written in place, after the record's header.
+		// Only a record that pub keeps needs the copy that keeps it: one
+		// for a reader of this collector that pub.add takes.
 		start := len(data)
 		var e spec.Event
 		if left[i] = countLocal(local, r.Targets); left[i] > 0 && keeps(c.MessageID, c) {

@@ -209,25 +209,32 @@ func (quietPebble) Fatalf(format string, args ...any) {
 }
 
 // BenchmarkNewRequest measures what an Append costs its caller before the
-// writer takes over: one decoded track call of about 600 bytes (the load
-// test's) encoded and framed.
+// writer takes over: decoded track calls of about 600 bytes (the load
+// test's) encoded and framed, one alone and a batch of 100.
 //
 //	go test -run '^$' -bench NewRequest -benchmem ./journal/
 func BenchmarkNewRequest(b *testing.B) {
-	e, err := spec.Decode([]byte(`{"type":"track","event":"Product Viewed","userId":"user-1234567","anonymousId":"0f8e3c1a-5b2d-4e7f-9a6c-1d2e3f4a5b6c",`+
-		`"properties":{"product_id":"507f1f77bcf86cd799439011","sku":"G-32","category":"Games","name":"Monopoly: 3rd Edition","price":18.99,"quantity":1,"currency":"USD"},`+
-		`"context":{"library":{"name":"analytics.js","version":"next-1.81.0"},"page":{"path":"/products/g-32","referrer":"https://www.example.com/","title":"Monopoly","url":"https://shop.example.com/products/g-32"},`+
-		`"userAgent":"Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0 Safari/537.36","locale":"en-US"},`+
-		`"timestamp":"2026-11-26T10:00:00.000Z","sentAt":"2026-11-26T10:00:00.050Z","messageId":"bench-1"}`), "")
-	if err != nil {
-		b.Fatal(err)
-	}
-	spec.Enrich(e, time.Now(), "127.0.0.1")
-	recs := []queue.Record{{Event: e, Targets: []string{"JSON Lines"}}}
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := newRequest(recs); err != nil {
-			b.Fatal(err)
-		}
+	for _, n := range []int{1, 100} {
+		b.Run(fmt.Sprint("records=", n), func(b *testing.B) {
+			recs := make([]queue.Record, n)
+			for i := range recs {
+				e, err := spec.Decode(fmt.Appendf(nil, `{"type":"track","event":"Product Viewed","userId":"user-1234567","anonymousId":"0f8e3c1a-5b2d-4e7f-9a6c-1d2e3f4a5b6c",`+
+					`"properties":{"product_id":"507f1f77bcf86cd799439011","sku":"G-32","category":"Games","name":"Monopoly: 3rd Edition","price":18.99,"quantity":1,"currency":"USD"},`+
+					`"context":{"library":{"name":"analytics.js","version":"next-1.81.0"},"page":{"path":"/products/g-32","referrer":"https://www.example.com/","title":"Monopoly","url":"https://shop.example.com/products/g-32"},`+
+					`"userAgent":"Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0 Safari/537.36","locale":"en-US"},`+
+					`"timestamp":"2026-11-26T10:00:00.000Z","sentAt":"2026-11-26T10:00:00.050Z","messageId":"bench-%d"}`, i), "")
+				if err != nil {
+					b.Fatal(err)
+				}
+				spec.Enrich(e, time.Now(), "127.0.0.1")
+				recs[i] = queue.Record{Event: e, Targets: []string{"JSON Lines"}}
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := newRequest(recs); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

@@ -192,9 +192,9 @@ func (j *Journal) Append(ctx context.Context, recs []queue.Record) error {
 	if err != nil || len(req.items) == 0 {
 		return err
 	}
-	if int64(len(req.frames))+segmentHeaderSize > j.opts.MaxBytes {
+	if int64(req.size)+segmentHeaderSize > j.opts.MaxBytes {
 		return fmt.Errorf("journal: %d records of %d bytes, MaxBytes %d: %w",
-			len(req.items), len(req.frames), j.opts.MaxBytes, queue.ErrTooLarge)
+			len(req.items), req.size, j.opts.MaxBytes, queue.ErrTooLarge)
 	}
 	select {
 	case j.reqs <- req:

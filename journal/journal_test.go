@@ -1,6 +1,7 @@
 package journal
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	"syscall"
 	"testing"
 	"testing/synctest"
+	"unsafe"
 
 	"github.com/opentrackhq/opentrack/queue"
 	"github.com/opentrackhq/opentrack/spec"
@@ -436,18 +438,57 @@ func testFrames(t *testing.T, first uint64, prefix string, n int) ([]byte, []int
 	if err != nil {
 		t.Fatal(err)
 	}
+	var frames []byte
 	var ends []int
 	for k, it := range req.items {
 		var flags byte
 		if k == n-1 {
 			flags = flagLast
 		}
-		sealFrame(req.frames[it.off:], first+uint64(k), flags, it.crc)
-		if k > 0 {
-			ends = append(ends, it.off)
+		sealFrame(it.frame, first+uint64(k), flags, it.crc)
+		frames = append(frames, it.frame...)
+		ends = append(ends, len(frames))
+	}
+	return frames, ends
+}
+
+// TestRecordsOfARequestHaveBuffersOfTheirOwn checks that each record of an
+// Append is framed in a buffer of its own: the event the tail hands out
+// keeps its JSON in that buffer, and so must not hold the memory of every
+// other record of the batch it came in.
+func TestRecordsOfARequestHaveBuffersOfTheirOwn(t *testing.T) {
+	var recs []queue.Record
+	for i := range 100 {
+		recs = append(recs, queue.Record{Event: track(fmt.Sprint("own-", i), 600), Targets: []string{"a"}})
+	}
+	req, err := newRequest(recs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type span struct{ from, to uintptr }
+	var spans []span
+	total := 0
+	for k, it := range req.items {
+		want, err := it.rec.Event.MarshalJSON()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := it.frame[len(it.frame)-it.rec.Size:]; string(got) != string(want) {
+			t.Fatalf("record %d: the frame ends with %s, want the event's JSON %s", k, got, want)
+		}
+		from := uintptr(unsafe.Pointer(unsafe.SliceData(it.frame)))
+		spans = append(spans, span{from, from + uintptr(cap(it.frame))})
+		total += len(it.frame)
+	}
+	if total != req.size {
+		t.Errorf("the frames hold %d bytes, the request counts %d", total, req.size)
+	}
+	slices.SortFunc(spans, func(a, b span) int { return cmp.Compare(a.from, b.from) })
+	for k := 1; k < len(spans); k++ {
+		if spans[k].from < spans[k-1].to {
+			t.Fatalf("two records share a buffer: %#x–%#x and %#x–%#x", spans[k-1].from, spans[k-1].to, spans[k].from, spans[k].to)
 		}
 	}
-	return req.frames, append(ends, len(req.frames))
 }
 
 func TestCorruptRecord(t *testing.T) {

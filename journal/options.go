@@ -53,7 +53,8 @@ type Options struct {
 	// TailRecords is how many of the newest records the journal keeps in
 	// memory at most, until every reader has read them, so that a reader
 	// that keeps up never reads the disk. Their events are shallow copies
-	// of the events given to Append that keep their JSON (spec.WithJSON).
+	// of the events given to Append that keep their JSON, as written to
+	// the journal (spec.AppendWithJSON).
 	// Default DefaultTailRecords.
 	TailRecords int
 	// TailBytes bounds the memory the tail's events hold (as

@@ -15,28 +15,34 @@ import (
 
 // request is one Append on its way to the writer.
 type request struct {
-	frames []byte // the records' frames, their headers not yet sealed
-	items  []item
-	first  uint64     // Seq of the first record; set by the writer
-	done   chan error // buffered: the writer never waits on it
+	items []item
+	size  int        // of the items' frames together
+	first uint64     // Seq of the first record; set by the writer
+	done  chan error // buffered: the writer never waits on it
 }
 
 // item is one record of a request.
 type item struct {
-	index int          // in the caller's slice
-	off   int          // of the frame in request.frames
+	index int // in the caller's slice
+	// frame is the record's frame, its header not yet sealed. Each record
+	// has a buffer of its own, as its event keeps its JSON in it: an
+	// event handed out does not hold the memory of a whole batch.
+	frame []byte
 	crc   uint32       // of the payload
 	rec   queue.Record // what the tail hands out: Seq is set on commit
 }
+
+// frameRoom is room for a frame's header and a record's header in front
+// of the event's JSON, which then grows the buffer once, by its encoder's
+// estimate.
+const frameRoom = 256
 
 // newRequest encodes recs as frames, in the caller's goroutine, so that
 // producers marshal and checksum in parallel and the writer only copies. It
 // sets Appended and Size on recs.
 func newRequest(recs []queue.Record) (*request, error) {
 	now := time.Now()
-	// Room for the first record's frame header and record header; the
-	// event's JSON then grows the buffer once, by its own estimate.
-	req := &request{frames: make([]byte, 0, 256), done: make(chan error, 1)}
+	req := &request{done: make(chan error, 1)}
 	for i := range recs {
 		r := &recs[i]
 		if len(r.Targets) == 0 {
@@ -48,31 +54,31 @@ func newRequest(recs []queue.Record) (*request, error) {
 		targets := slices.Clone(r.Targets)
 		slices.Sort(targets)
 		targets = slices.Compact(targets)
-		off := len(req.frames)
-		req.frames = appendFrameHeader(req.frames, 0)
+		frame := appendFrameHeader(make([]byte, 0, frameRoom), 0)
 		var err error
-		if req.frames, err = queue.AppendRecord(req.frames, targets, now, r.Event.Fields(), r.TraceParent, nil); err != nil {
+		if frame, err = queue.AppendRecord(frame, targets, now, r.Event.Fields(), r.TraceParent, nil); err != nil {
 			return nil, fmt.Errorf("journal: record %d: %w", i, err)
 		}
 		// The event's JSON, written in place: the tail hands out a copy of
 		// the event that keeps it, so that the integrations that write it
 		// again need not encode it.
-		start := len(req.frames)
+		start := len(frame)
 		var e spec.Event
-		if e, req.frames, err = spec.AppendWithJSON(req.frames, r.Event); err != nil {
+		if e, frame, err = spec.AppendWithJSON(frame, r.Event); err != nil {
 			return nil, fmt.Errorf("journal: record %d: %w", i, err)
 		}
-		size := len(req.frames) - start
-		n := len(req.frames) - off - frameHeaderSize
+		size := len(frame) - start
+		n := len(frame) - frameHeaderSize
 		if n > maxPayload {
 			return nil, fmt.Errorf("journal: record %d: %d bytes, at most %d: %w", i, n, maxPayload, queue.ErrTooLarge)
 		}
-		binary.LittleEndian.PutUint32(req.frames[off+4:], uint32(n))
+		binary.LittleEndian.PutUint32(frame[4:], uint32(n))
 		r.Appended, r.Size = now, size
+		req.size += len(frame)
 		req.items = append(req.items, item{
 			index: i,
-			off:   off,
-			crc:   payloadCRC(req.frames[off+frameHeaderSize:]),
+			frame: frame,
+			crc:   payloadCRC(frame[frameHeaderSize:]),
 			rec:   queue.Record{Event: e, Targets: targets, Size: size, Appended: now, TraceParent: r.TraceParent},
 		})
 	}
@@ -120,13 +126,13 @@ func (w *writer) loop() {
 			return
 		}
 		w.batch = append(w.batch[:0], r)
-		n := len(r.frames)
+		n := r.size
 	drain:
 		for n < maxBatchBytes {
 			select {
 			case r := <-w.j.reqs:
 				w.batch = append(w.batch, r)
-				n += len(r.frames)
+				n += r.size
 			default:
 				break drain
 			}
@@ -160,7 +166,7 @@ func (w *writer) commit(batch []*request) {
 	w.buf, w.group = w.buf[:0], w.group[:0]
 	rollAfter := false
 	for i, r := range batch {
-		need := int64(len(r.frames))
+		need := int64(r.size)
 		pending := int64(len(w.buf))
 		limit := j.opts.SegmentBytes
 		if w.room > 0 {
@@ -200,10 +206,10 @@ func (w *writer) commit(batch []*request) {
 			if k == len(r.items)-1 {
 				flags = flagLast
 			}
-			sealFrame(r.frames[it.off:], w.next, flags, it.crc)
+			sealFrame(it.frame, w.next, flags, it.crc)
+			w.buf = append(w.buf, it.frame...)
 			w.next++
 		}
-		w.buf = append(w.buf, r.frames...)
 		w.group = append(w.group, r)
 	}
 	w.flush()

@@ -51,6 +51,8 @@ type RecordHeader struct {
 //	traceParent uvarint length + bytes (r.TraceParent); RecordVersionTrace only
 //	event       the rest: the event as Segment JSON (its MarshalJSON)
 //
+// On error it returns dst unchanged.
+//
 // The targets come first so that a reader can skip records that are not for
 // it by reading a few bytes. Seq, Size and Redelivered are not part of the
 // payload: the queue knows the first, the event's JSON length is the second,

@@ -102,10 +102,21 @@ func TestEncodeRecordErrors(t *testing.T) {
 	if _, err := queue.EncodeRecord(nil, queue.Record{}); err == nil {
 		t.Error("EncodeRecord without an event: no error")
 	}
-	e := spec.Event(&spec.Track{Common: spec.Common{Type: spec.TypeTrack}})
-	e.Fields().Timestamp = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)
-	if _, err := queue.EncodeRecord(nil, queue.Record{Event: e}); err == nil {
-		t.Error("EncodeRecord of an event MarshalJSON refuses: no error")
+	// On error the buffer comes back as it was, whether the record's
+	// header or the event's JSON failed.
+	badJSON := spec.Event(&spec.Track{Common: spec.Common{Type: spec.TypeTrack}})
+	badJSON.Fields().Timestamp = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)
+	badHeader := spec.Event(&spec.Track{Common: spec.Common{Type: spec.TypeTrack}})
+	badHeader.Fields().ReceivedAt = time.Date(2026, 1, 1, 0, 0, 0, 0, time.FixedZone("", 40000*60)) // no binary form
+	for name, e := range map[string]spec.Event{"an event MarshalJSON refuses": badJSON, "a receivedAt with no binary form": badHeader} {
+		dst := append(make([]byte, 0, 4096), "before"...)
+		got, err := queue.EncodeRecord(dst, queue.Record{Event: e, Targets: []string{"a"}})
+		if err == nil {
+			t.Errorf("EncodeRecord of %s: no error", name)
+		}
+		if string(got) != "before" {
+			t.Errorf("EncodeRecord of %s returned %q, want the buffer as it was", name, got)
+		}
 	}
 }
 

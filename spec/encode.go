@@ -128,10 +128,10 @@ func encodedSizeHint(c *Common) int { return 512 + c.size }
 
 // AppendJSON appends e's JSON, as its MarshalJSON writes it, to dst and
 // returns the extended buffer. For this package's types it writes into dst
-// directly, or copies the JSON an event from [WithJSON] or [DecodeStored]
-// keeps, so that a caller that gathers events into one buffer (a file's
-// lines, a request body) makes no copy of each. On error it returns dst
-// unchanged.
+// directly, or copies the JSON an event from [WithJSON], [AppendWithJSON]
+// or [DecodeStored] keeps, so that a caller that gathers events into one
+// buffer (a file's lines, a request body) makes no copy of each. On error
+// it returns dst unchanged.
 func AppendJSON(dst []byte, e Event) ([]byte, error) {
 	n := len(dst)
 	b, err := appendJSON(dst, e)
@@ -186,22 +186,28 @@ func appendJSON(dst []byte, e Event) ([]byte, error) {
 // the copy keeps: read them, do not change them. For an Event type of
 // another package, WithJSON returns e itself, which keeps nothing.
 func WithJSON(e Event) (Event, []byte, error) {
-	b, err := e.MarshalJSON()
+	cp, b, err := AppendWithJSON(nil, e)
 	if err != nil {
 		return nil, nil, err
 	}
-	b = b[:len(b):len(b)]
-	return keeping(e, b), b, nil
+	return cp, b[:len(b):len(b)], nil
 }
 
 // AppendWithJSON is [WithJSON] writing e's JSON at the end of dst, as
 // [AppendJSON] does: it returns the copy of e that keeps the bytes it
 // appended, and the extended buffer. A record format that holds the event's
 // JSON after a header of its own writes it in place this way, rather than
-// encoding it and then copying it in. The copy keeps the buffer's bytes
-// from len(dst) on: they must not change while the copy is in use (a later
-// append to the buffer leaves them as they are). On error it returns nil
-// and dst unchanged.
+// encoding it and then copying it in. For an Event type of another package
+// it returns e itself, which keeps nothing. On error it returns nil and dst
+// unchanged.
+//
+// The copy keeps the buffer's bytes from len(dst) on, and with them the
+// whole array that holds them: they must not change while the copy is in
+// use. Appending to the buffer returned leaves them as they are; writing
+// into dst's array, or reusing it (a pool, dst[:0]), does not. A buffer
+// shared by many events is held in memory while any of them is, though
+// [Common.Size] counts only the JSON each keeps: give each event a buffer
+// of its own where they may outlive one another.
 func AppendWithJSON(dst []byte, e Event) (Event, []byte, error) {
 	n := len(dst)
 	b, err := appendJSON(dst, e)

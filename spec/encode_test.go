@@ -412,11 +412,17 @@ func TestAppendJSON(t *testing.T) {
 	for _, in := range everyCallType {
 		e := mustDecode(t, in, "")
 		check(in, e)
-		kept, _, err := WithJSON(e)
+		kept, want, err := WithJSON(e)
 		if err != nil {
 			t.Fatal(err)
 		}
 		check(in+" (kept)", kept)
+		// What a copy keeps is what it appends, even changed against the
+		// rules: its JSON is not written again.
+		kept.Fields().UserID = "Changed"
+		if got, _ := AppendJSON(slices.Clone(prefix), kept); string(got) != string(prefix)+string(want) {
+			t.Errorf("%s: AppendJSON of a copy that keeps its JSON = %s, want %s%s", in, got, prefix, want)
+		}
 	}
 	check("a type of another package", &ownJSON{Track: *mustDecode(t, everyCallType[0], "").(*Track)})
 
@@ -445,13 +451,14 @@ func TestAppendWithJSON(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		before := slices.Clone(buf)
 		n := len(buf)
 		cp, buf, err := AppendWithJSON(buf, e)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !bytes.Equal(buf[n:], want) {
-			t.Fatalf("%s: appended %s, want %s", in, buf[n:], want)
+		if !bytes.Equal(buf[:n], before) || !bytes.Equal(buf[n:], want) {
+			t.Fatalf("%s: the buffer holds %s, want %s then %s", in, buf, before, want)
 		}
 		if cp == e {
 			t.Fatalf("%s: AppendWithJSON returned the event itself, not a copy", in)
@@ -459,14 +466,15 @@ func TestAppendWithJSON(t *testing.T) {
 		if cp.Fields().Size() != e.Fields().Size()+len(want) {
 			t.Errorf("%s: the copy's Size is %d, want the event's %d plus its JSON's %d", in, cp.Fields().Size(), e.Fields().Size(), len(want))
 		}
-		// Appending more, within the buffer's capacity, does not touch
-		// the bytes the copy keeps.
-		buf = append(buf, strings.Repeat("x", 100)...)
+		// The copy keeps the bytes in the buffer: it writes them, changed
+		// or not, rather than itself.
+		cp.Fields().UserID = "Changed"
 		if got, _ := cp.MarshalJSON(); !bytes.Equal(got, want) {
-			t.Errorf("%s: after another append the copy writes %s, want %s", in, got, want)
+			t.Errorf("%s: the copy writes %s, want the bytes it keeps, %s", in, got, want)
 		}
-		if got, _ := AppendJSON(nil, cp); !bytes.Equal(got, want) {
-			t.Errorf("%s: AppendJSON of the copy = %s, want %s", in, got, want)
+		buf[n+1] = ' ' // against the rules, to show where the bytes are
+		if got, _ := AppendJSON(nil, cp); got[1] != ' ' {
+			t.Errorf("%s: the copy writes %s, not the bytes in the buffer", in, got)
 		}
 	}
 

@@ -151,16 +151,19 @@ func FuzzDecode(f *testing.F) {
 		}
 		// Appended after a header, as the queues write it, the JSON is
 		// the same, and so is what the copy keeping it writes.
-		header := []byte("header")
+		header := append(make([]byte, 0, len(data)+1024), "header"...)
 		cp, rec, err := AppendWithJSON(header, e)
 		if err != nil {
 			t.Fatalf("AppendWithJSON: %v", err)
 		}
-		if !bytes.Equal(rec[:len(header)], header) || !bytes.Equal(rec[len(header):], out3) {
-			t.Fatalf("AppendWithJSON wrote %q, want %q then %q", rec, header, out3)
+		if string(rec[:len(header)]) != "header" || !bytes.Equal(rec[len(header):], out3) {
+			t.Fatalf("AppendWithJSON wrote %q, want %q then %q", rec, "header", out3)
 		}
 		if kept, err := AppendJSON(nil, cp); err != nil || !bytes.Equal(kept, out3) {
 			t.Fatalf("AppendJSON of the copy = %q, %v; want %q", kept, err, out3)
+		}
+		if got, want := cp.Fields().Size(), e.Fields().Size()+len(out3); e.Fields().Size() > 0 && got != want {
+			t.Fatalf("the copy's Size is %d, want the event's plus its JSON's, %d", got, want)
 		}
 	})
 }

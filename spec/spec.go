@@ -157,7 +157,7 @@ type Common struct {
 	mem    int            // estimate of the heap held; see Size
 	shared *sharedContext // set while Context is shared with a batch's other events
 	merged bool           // Batch.Merge was applied
-	json   []byte         // the JSON WithJSON or DecodeStored kept, valid while jsonOf is c
+	json   []byte         // the JSON kept (WithJSON, AppendWithJSON, DecodeStored), valid while jsonOf is c
 	jsonOf *Common        // the Common json was written for, not a copy of it
 }
 
@@ -173,12 +173,13 @@ func (c *Common) Fields() *Common { return c }
 // that holds it.
 //
 // A decoded event that keeps its JSON ([WithJSON], [AppendWithJSON],
-// [DecodeStored]) counts it too.
+// [DecodeStored]) counts its length too, not that of a larger buffer the
+// JSON may be part of (see AppendWithJSON).
 // Size returns 0 for an event built in Go rather than decoded; the caller
 // then chooses its own estimate.
 func (c *Common) Size() int {
 	if c.mem > 0 && c.jsonOf == c {
-		return c.mem + len(c.json) // the JSON it keeps, see WithJSON
+		return c.mem + len(c.json) // the JSON it keeps, see AppendWithJSON
 	}
 	return c.mem
 }
