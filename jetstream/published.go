@@ -13,7 +13,7 @@ import (
 // published). A record past them is decoded from the stream, as another
 // collector's is.
 const (
-	// publishedBytes bounds the memory of the records kept: about 3,500
+	// publishedBytes bounds the memory of the records kept: about 4,300
 	// decoded ~850-byte track events.
 	publishedBytes = 16 << 20
 	// publishedCount bounds how many records are kept.
@@ -64,8 +64,8 @@ func (p *published) add(id string, data []byte, rec queue.Record, left int, now 
 	if left <= 0 || !keeps(id, rec.Event.Fields()) {
 		return
 	}
-	// The event keeps its JSON in data (spec.AppendWithJSON): count it
-	// once.
+	// The event keeps its JSON in data (Append made it with
+	// spec.AppendWithJSON): count the JSON once.
 	size := max(rec.Event.Fields().Size()-rec.Size, 0)
 	r := &publishedRec{id: id, data: data, rec: rec, left: left, added: now,
 		mem: int64(size + len(data) + len(id))}

@@ -178,10 +178,23 @@ func TestReadersTakePublished(t *testing.T) {
 		}
 	}
 
-	appendRecs(q1, decodedTrack(t, "1", "A", "B"), decodedTrack(t, "2", "A", "B"))
+	r1, r2 := decodedTrack(t, "1", "A", "B"), decodedTrack(t, "2", "A", "B")
+	appendRecs(q1, r1, r2)
 	if n := q1.pub.len(); n != 2 {
 		t.Fatalf("%d records kept after publishing 2 for this collector's readers", n)
 	}
+	// A record kept counts the event's heap and the message's data, which
+	// holds the JSON the kept event writes: the JSON once.
+	q1.pub.mu.Lock()
+	for _, r := range []queue.Record{r1, r2} {
+		id := r.Event.Fields().MessageID
+		k := q1.pub.recs[id]
+		if want := int64(r.Event.Fields().Size() + len(k.data) + len(id)); k.mem != want {
+			t.Errorf("record %s counts %d bytes, want the event's %d, the data's %d and the id's %d: %d",
+				id, k.mem, r.Event.Fields().Size(), len(k.data), len(id), want)
+		}
+	}
+	q1.pub.mu.Unlock()
 	appendRecs(q2, decodedTrack(t, "3", "A", "B")) // q1's readers decode it
 	// The same messageId again, with other data: JetStream keeps the
 	// first, and q1 forgets the second.

@@ -466,31 +466,45 @@ func (q *Queue) Append(ctx context.Context, recs []queue.Record) error {
 	kept := make([]queue.Record, len(recs))
 	left := make([]int, len(recs))
 	var total int64
+	head := make([]byte, 0, 256) // the record's header, for each record in turn
 	for i := range recs {
 		r := &recs[i]
 		if r.Event == nil {
 			return errors.New("jetstream: append: record without an event")
 		}
 		c := r.Event.Fields()
-		data, err := queue.AppendRecord(make([]byte, 0, recordHeaderRoom), r.Targets, now, c, r.TraceParent, nil)
-		if err != nil {
+		var err error
+		if head, err = queue.AppendRecord(head[:0], r.Targets, now, c, r.TraceParent, nil); err != nil {
 			return fmt.Errorf("jetstream: append: %w", err)
 		}
-		// The event's JSON is written in place, after the record's header.
-		// Only a record that pub keeps needs the copy that keeps it: one
-		// for a reader of this collector that pub.add takes.
-		start := len(data)
+		// The event's JSON follows, written in place. head is passed
+		// full, so the JSON's append moves the header to a new array, the
+		// message's own, sized by the encoder's estimate. Only a record
+		// that pub keeps needs the copy that keeps the JSON: one for a
+		// reader of this collector that pub.add takes.
+		start := len(head)
 		var e spec.Event
+		var data []byte
 		if left[i] = countLocal(local, r.Targets); left[i] > 0 && keeps(c.MessageID, c) {
-			e, data, err = spec.AppendWithJSON(data, r.Event)
+			e, data, err = spec.AppendWithJSON(head[:len(head):len(head)], r.Event)
+			if e == r.Event {
+				// A type of another package, which keeps nothing:
+				// readers decode it from the stream.
+				e, left[i] = nil, 0
+			}
 		} else {
 			left[i] = 0
-			data, err = spec.AppendJSON(data, r.Event)
+			data, err = spec.AppendJSON(head[:len(head):len(head)], r.Event)
 		}
 		if err != nil {
 			return fmt.Errorf("jetstream: append: %w", err)
 		}
 		size := len(data) - start
+		if size == 0 {
+			// Only an Event type of another package can write nothing;
+			// data would also still be head's array.
+			return errors.New("jetstream: append: an event's MarshalJSON wrote nothing")
+		}
 		r.Appended, r.Size = now, size
 		if e != nil {
 			kept[i] = queue.Record{Event: e, Targets: slices.Clone(r.Targets), Size: size, Appended: now, TraceParent: r.TraceParent}
@@ -576,11 +590,6 @@ func worse(have, next error) error {
 	}
 	return have
 }
-
-// recordHeaderRoom is room enough for most records' header, written before
-// the event's JSON: the targets, two times, the messageId and a
-// traceparent. The JSON then grows the buffer once, by its own estimate.
-const recordHeaderRoom = 256
 
 type errClass int
 

@@ -311,6 +311,12 @@ func TestUnreachableAtStart(t *testing.T) {
 	}
 }
 
+// writesNothing is an Event type of another package whose MarshalJSON
+// writes nothing.
+type writesNothing struct{ spec.Track }
+
+func (*writesNothing) MarshalJSON() ([]byte, error) { return nil, nil }
+
 func TestAppendErrors(t *testing.T) {
 	s := jetstreamtest.RunServer(t)
 	q, err := jetstream.Open(t.Context(), &jetstream.Options{Servers: []string{s.ClientURL()}, Logger: quiet})
@@ -326,6 +332,9 @@ func TestAppendErrors(t *testing.T) {
 	}
 	if err := q.Append(t.Context(), []queue.Record{{Targets: []string{"a"}}}); err == nil {
 		t.Error("Append of a record without an event succeeded")
+	}
+	if err := q.Append(t.Context(), []queue.Record{{Event: &writesNothing{}, Targets: []string{"a"}}}); err == nil {
+		t.Error("Append of an event whose MarshalJSON wrote nothing succeeded")
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()

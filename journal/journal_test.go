@@ -1,7 +1,6 @@
 package journal
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -16,7 +15,7 @@ import (
 	"syscall"
 	"testing"
 	"testing/synctest"
-	"unsafe"
+	"weak"
 
 	"github.com/opentrackhq/opentrack/queue"
 	"github.com/opentrackhq/opentrack/spec"
@@ -452,10 +451,9 @@ func testFrames(t *testing.T, first uint64, prefix string, n int) ([]byte, []int
 	return frames, ends
 }
 
-// TestRecordsOfARequestHaveBuffersOfTheirOwn checks that each record of an
-// Append is framed in a buffer of its own: the event the tail hands out
-// keeps its JSON in that buffer, and so must not hold the memory of every
-// other record of the batch it came in.
+// TestRecordsOfARequestHaveBuffersOfTheirOwn checks that an event the tail
+// hands out, which keeps its JSON in its record's frame, holds that frame
+// alone in memory, not the frames of every other record of its batch.
 func TestRecordsOfARequestHaveBuffersOfTheirOwn(t *testing.T) {
 	var recs []queue.Record
 	for i := range 100 {
@@ -465,29 +463,39 @@ func TestRecordsOfARequestHaveBuffersOfTheirOwn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	type span struct{ from, to uintptr }
-	var spans []span
 	total := 0
+	frames := make([]weak.Pointer[byte], len(req.items))
 	for k, it := range req.items {
-		want, err := it.rec.Event.MarshalJSON()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := it.frame[len(it.frame)-it.rec.Size:]; string(got) != string(want) {
-			t.Fatalf("record %d: the frame ends with %s, want the event's JSON %s", k, got, want)
-		}
-		from := uintptr(unsafe.Pointer(unsafe.SliceData(it.frame)))
-		spans = append(spans, span{from, from + uintptr(cap(it.frame))})
 		total += len(it.frame)
+		frames[k] = weak.Make(&it.frame[len(it.frame)-1])
 	}
 	if total != req.size {
 		t.Errorf("the frames hold %d bytes, the request counts %d", total, req.size)
 	}
-	slices.SortFunc(spans, func(a, b span) int { return cmp.Compare(a.from, b.from) })
-	for k := 1; k < len(spans); k++ {
-		if spans[k].from < spans[k-1].to {
-			t.Fatalf("two records share a buffer: %#x–%#x and %#x–%#x", spans[k-1].from, spans[k-1].to, spans[k].from, spans[k].to)
+	const keep = 50
+	kept := req.items[keep].rec.Event
+	req, recs = nil, nil
+	runtime.GC()
+	for k, p := range frames {
+		if alive := p.Value() != nil; alive != (k == keep) {
+			t.Errorf("record %d's frame in memory: %v; want only record %d's, whose event is kept", k, alive, keep)
 		}
+	}
+	if _, err := kept.MarshalJSON(); err != nil {
+		t.Fatal(err)
+	}
+	runtime.KeepAlive(kept)
+}
+
+// writesNothing is an Event type of another package whose MarshalJSON
+// writes nothing.
+type writesNothing struct{ spec.Track }
+
+func (*writesNothing) MarshalJSON() ([]byte, error) { return nil, nil }
+
+func TestAppendRefusesAnEventThatWritesNothing(t *testing.T) {
+	if _, err := newRequest([]queue.Record{{Event: &writesNothing{}, Targets: []string{"a"}}}); err == nil {
+		t.Error("an event whose MarshalJSON wrote nothing was framed")
 	}
 }
 

@@ -59,7 +59,9 @@ type Options struct {
 	TailRecords int
 	// TailBytes bounds the memory the tail's events hold (as
 	// spec.Common.Size counts it), so that large events cannot make it
-	// hold more. Default DefaultTailBytes.
+	// hold more. Size counts an event's JSON but not the rest of the
+	// frame it is kept in (the headers and the encoder's spare room, a
+	// few hundred bytes). Default DefaultTailBytes.
 	TailBytes int64
 	// ReadAhead is how many records a reader that is behind reads from
 	// disk, decodes and holds at a time, at most. Default DefaultReadAhead.

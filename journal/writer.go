@@ -32,17 +32,13 @@ type item struct {
 	rec   queue.Record // what the tail hands out: Seq is set on commit
 }
 
-// frameRoom is room for a frame's header and a record's header in front
-// of the event's JSON, which then grows the buffer once, by its encoder's
-// estimate.
-const frameRoom = 256
-
 // newRequest encodes recs as frames, in the caller's goroutine, so that
 // producers marshal and checksum in parallel and the writer only copies. It
 // sets Appended and Size on recs.
 func newRequest(recs []queue.Record) (*request, error) {
 	now := time.Now()
 	req := &request{done: make(chan error, 1)}
+	head := make([]byte, 0, 256) // the frame's and the record's headers, for each record in turn
 	for i := range recs {
 		r := &recs[i]
 		if len(r.Targets) == 0 {
@@ -54,20 +50,27 @@ func newRequest(recs []queue.Record) (*request, error) {
 		targets := slices.Clone(r.Targets)
 		slices.Sort(targets)
 		targets = slices.Compact(targets)
-		frame := appendFrameHeader(make([]byte, 0, frameRoom), 0)
 		var err error
-		if frame, err = queue.AppendRecord(frame, targets, now, r.Event.Fields(), r.TraceParent, nil); err != nil {
+		if head, err = queue.AppendRecord(appendFrameHeader(head[:0], 0), targets, now, r.Event.Fields(), r.TraceParent, nil); err != nil {
 			return nil, fmt.Errorf("journal: record %d: %w", i, err)
 		}
-		// The event's JSON, written in place: the tail hands out a copy of
-		// the event that keeps it, so that the integrations that write it
-		// again need not encode it.
-		start := len(frame)
+		// The event's JSON follows, written in place: the tail hands out a
+		// copy of the event that keeps it, so that the integrations that
+		// write it again need not encode it. head is passed full, so the
+		// JSON's append moves the headers to a new array, the frame's own,
+		// sized by the encoder's estimate: one allocation per record.
+		start := len(head)
 		var e spec.Event
-		if e, frame, err = spec.AppendWithJSON(frame, r.Event); err != nil {
+		var frame []byte
+		if e, frame, err = spec.AppendWithJSON(head[:len(head):len(head)], r.Event); err != nil {
 			return nil, fmt.Errorf("journal: record %d: %w", i, err)
 		}
 		size := len(frame) - start
+		if size == 0 {
+			// Only an Event type of another package can write nothing;
+			// the frame would also still be head's array.
+			return nil, fmt.Errorf("journal: record %d: its MarshalJSON wrote nothing", i)
+		}
 		n := len(frame) - frameHeaderSize
 		if n > maxPayload {
 			return nil, fmt.Errorf("journal: record %d: %d bytes, at most %d: %w", i, n, maxPayload, queue.ErrTooLarge)

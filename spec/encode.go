@@ -201,13 +201,17 @@ func WithJSON(e Event) (Event, []byte, error) {
 // it returns e itself, which keeps nothing. On error it returns nil and dst
 // unchanged.
 //
-// The copy keeps the buffer's bytes from len(dst) on, and with them the
-// whole array that holds them: they must not change while the copy is in
-// use. Appending to the buffer returned leaves them as they are; writing
-// into dst's array, or reusing it (a pool, dst[:0]), does not. A buffer
-// shared by many events is held in memory while any of them is, though
-// [Common.Size] counts only the JSON each keeps: give each event a buffer
-// of its own where they may outlive one another.
+// The copy keeps the returned buffer's bytes from len(dst) on, and with
+// them the whole array that holds them: they must not change while the
+// copy is in use. Appending to the returned buffer leaves them as they
+// are. Writing into its array below its length, reusing that array (a
+// pool, buf[:0]), or appending to dst itself when dst had room for the
+// JSON (it is then the same array) changes them. A buffer shared by many
+// events is held in memory while any of them is, though [Common.Size]
+// counts only the JSON each keeps: give each event a buffer of its own
+// where they may outlive one another. A dst with no room left
+// (dst[:len(dst):len(dst)]) makes the JSON's append move everything to a
+// new array, sized by the encoder's estimate.
 func AppendWithJSON(dst []byte, e Event) (Event, []byte, error) {
 	n := len(dst)
 	b, err := appendJSON(dst, e)
