@@ -402,6 +402,7 @@ type call struct {
 	events   []spec.Event
 	rejected []itemError
 	bodyKey  string
+	refused  int // a single call's event, read and refused with the request
 }
 
 // decode reads a single call (typ set) or a batch (typ empty) and validates
@@ -419,6 +420,9 @@ func (h *Handler) decode(body []byte, typ spec.Type, keyChecked bool) (c *call, 
 			err = e.Validate()
 		}
 		if err != nil {
+			if c != nil {
+				c.refused = 1
+			}
 			return c, http.StatusBadRequest, h.invalid(err, "Invalid event")
 		}
 		c.events = []spec.Event{e}

@@ -731,7 +731,7 @@ func noteRequest(w http.ResponseWriter, size int, c *call) {
 	}
 	ow.body = size
 	if c != nil {
-		ow.events = len(c.events) + len(c.rejected)
+		ow.events = len(c.events) + len(c.rejected) + c.refused
 	}
 }
 

@@ -173,7 +173,8 @@ func TestMetricsAfterAScriptedRun(t *testing.T) {
 		{"type":"track","userId":"u6"}]}`, 200)
 	send("/track", "wk", `{"userId":"u1","event":"A","messageId":"m1"}`, 200) // a replay
 	send("/t", "nope", `{"userId":"u1","event":"A"}`, 401)
-	send("/track", "wk", `{"userId":`, 400)
+	send("/track", "wk", `{"userId":`, 400)      // no event read
+	send("/track", "wk", `{"userId":"u1"}`, 400) // an event read and refused
 	flush(t, m)
 
 	got := collectMetrics(t, reader)
@@ -223,7 +224,8 @@ func TestMetricsAfterAScriptedRun(t *testing.T) {
 		{opentrack.MetricHTTPRequests, []attribute.KeyValue{route("track"), status(200)}, 2},
 		{opentrack.MetricHTTPRequests, []attribute.KeyValue{route("batch"), status(200)}, 1},
 		{opentrack.MetricHTTPRequests, []attribute.KeyValue{route("t"), status(401)}, 1},
-		{opentrack.MetricHTTPRequests, []attribute.KeyValue{route("track"), status(400)}, 1},
+		{opentrack.MetricHTTPRequests, []attribute.KeyValue{route("track"), status(400)}, 2},
+		{opentrack.MetricHTTPEvents, []attribute.KeyValue{route("track"), status(400)}, 1},
 		{opentrack.MetricHTTPEvents, []attribute.KeyValue{route("track"), status(200)}, 2},
 		{opentrack.MetricHTTPEvents, []attribute.KeyValue{route("batch"), status(200)}, 5}, // 4 valid, 1 refused item
 	}
