@@ -270,3 +270,51 @@ func recordDiff(a, b queue.Record) string {
 	field("JSON", string(ja), string(jb))
 	return strings.Join(out, "; ")
 }
+
+// tagged is an Event type of another package: a decoded track with a field
+// of its own, which also makes it not comparable.
+type tagged struct {
+	*spec.Track
+	tags []string
+}
+
+// TestAnotherPackagesEventIsNotKept checks that a record whose event is of
+// another package's type, which cannot keep its JSON, is not kept for this
+// collector's readers: they decode it from the stream, as it was stored.
+func TestAnotherPackagesEventIsNotKept(t *testing.T) {
+	s := jetstreamtest.RunServer(t)
+	q, err := Open(t.Context(), &Options{Servers: []string{s.ClientURL()}, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { q.Close() })
+	rs, err := q.Open([]string{"A"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := decodedTrack(t, "other", "A")
+	rec.Event = tagged{Track: rec.Event.(*spec.Track), tags: []string{"x"}}
+	if err := q.Append(t.Context(), []queue.Record{rec}); err != nil {
+		t.Fatal(err)
+	}
+	if n := q.pub.len(); n != 0 {
+		t.Errorf("%d records kept for this collector's readers; want none for an event that keeps nothing", n)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	got, err := rs[0].Next(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].Event.Fields().MessageID != "other" {
+		t.Fatalf("read %v, want the record appended", got)
+	}
+	if _, ok := got[0].Event.(*spec.Track); !ok {
+		t.Errorf("read a %T, want the *spec.Track decoded from the stream", got[0].Event)
+	}
+	want, _ := rec.Event.MarshalJSON()
+	if b, _ := got[0].Event.MarshalJSON(); !bytes.Equal(b, want) {
+		t.Errorf("read %s, want %s", b, want)
+	}
+	rs[0].Settle(got[0].Seq)
+}

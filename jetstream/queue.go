@@ -479,7 +479,8 @@ func (q *Queue) Append(ctx context.Context, recs []queue.Record) error {
 		}
 		// The event's JSON follows, written in place. head is passed
 		// full, so the JSON's append moves the header to a new array, the
-		// message's own, sized by the encoder's estimate. Only a record
+		// message's own (for a decoded event, sized by the encoder's
+		// estimate). Only a record
 		// that pub keeps needs the copy that keeps the JSON: one for a
 		// reader of this collector that pub.add takes.
 		start := len(head)
@@ -487,9 +488,11 @@ func (q *Queue) Append(ctx context.Context, recs []queue.Record) error {
 		var data []byte
 		if left[i] = countLocal(local, r.Targets); left[i] > 0 && keeps(c.MessageID, c) {
 			e, data, err = spec.AppendWithJSON(head[:len(head):len(head)], r.Event)
-			if e == r.Event {
-				// A type of another package, which keeps nothing:
-				// readers decode it from the stream.
+			if err == nil && e.Fields() == c {
+				// A type of another package, given back as it is (it
+				// keeps nothing): readers decode it from the stream.
+				// Its Common tells, as the event itself may not be
+				// comparable.
 				e, left[i] = nil, 0
 			}
 		} else {
