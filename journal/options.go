@@ -60,8 +60,9 @@ type Options struct {
 	// TailBytes bounds the memory the tail's events hold (as
 	// spec.Common.Size counts it), so that large events cannot make it
 	// hold more. Size counts an event's JSON but not the rest of the
-	// frame it is kept in (the headers and the encoder's spare room, a
-	// few hundred bytes). Default DefaultTailBytes.
+	// frame it is kept in: the headers and the encoder's spare room,
+	// about 512 bytes plus the allocator's rounding (up to 8 KB for an
+	// event near 32 KB). Default DefaultTailBytes.
 	TailBytes int64
 	// ReadAhead is how many records a reader that is behind reads from
 	// disk, decodes and holds at a time, at most. Default DefaultReadAhead.

@@ -57,8 +57,9 @@ func newRequest(recs []queue.Record) (*request, error) {
 		// The event's JSON follows, written in place: the tail hands out a
 		// copy of the event that keeps it, so that the integrations that
 		// write it again need not encode it. head is passed full, so the
-		// JSON's append moves the headers to a new array, the frame's own,
-		// sized by the encoder's estimate: one allocation per record.
+		// JSON's append moves the headers to a new array, the frame's own:
+		// for a decoded event one allocation, sized by the encoder's
+		// estimate.
 		start := len(head)
 		var e spec.Event
 		var frame []byte

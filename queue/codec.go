@@ -74,8 +74,10 @@ func EncodeRecord(dst []byte, r Record) ([]byte, error) {
 // AppendRecord is [EncodeRecord] for a caller that already holds the event's
 // JSON (raw, from its MarshalJSON) and its common fields c. With raw nil it
 // appends the payload up to the event, for the caller to append the event's
-// JSON itself ([spec.AppendJSON], [spec.AppendWithJSON]).
+// JSON itself ([spec.AppendJSON], [spec.AppendWithJSON]). On error it
+// returns dst unchanged.
 func AppendRecord(dst []byte, targets []string, appended time.Time, c *spec.Common, traceParent string, raw []byte) ([]byte, error) {
+	n := len(dst)
 	version := byte(RecordVersion)
 	if traceParent != "" {
 		version = RecordVersionTrace
@@ -87,10 +89,10 @@ func AppendRecord(dst []byte, targets []string, appended time.Time, c *spec.Comm
 	}
 	var err error
 	if dst, err = appendTime(dst, appended); err != nil {
-		return dst, fmt.Errorf("queue: encode record: appended: %w", err)
+		return dst[:n], fmt.Errorf("queue: encode record: appended: %w", err)
 	}
 	if dst, err = appendTime(dst, c.ReceivedAt); err != nil {
-		return dst, fmt.Errorf("queue: encode record: receivedAt: %w", err)
+		return dst[:n], fmt.Errorf("queue: encode record: receivedAt: %w", err)
 	}
 	dst = appendString(dst, c.MessageID)
 	if traceParent != "" {

@@ -118,6 +118,10 @@ func TestEncodeRecordErrors(t *testing.T) {
 			t.Errorf("EncodeRecord of %s returned %q, want the buffer as it was", name, got)
 		}
 	}
+	got, err := queue.AppendRecord(append(make([]byte, 0, 4096), "before"...), []string{"a"}, time.Now(), badHeader.Fields(), "", nil)
+	if err == nil || string(got) != "before" {
+		t.Errorf("AppendRecord with a receivedAt with no binary form = %q, %v; want the buffer as it was and an error", got, err)
+	}
 }
 
 func TestDecodeRecordErrors(t *testing.T) {

@@ -127,11 +127,13 @@ func marshal(e appender) ([]byte, error) {
 func encodedSizeHint(c *Common) int { return 512 + c.size }
 
 // AppendJSON appends e's JSON, as its MarshalJSON writes it, to dst and
-// returns the extended buffer. For this package's types it writes into dst
-// directly, or copies the JSON an event from [WithJSON], [AppendWithJSON]
-// or [DecodeStored] keeps, so that a caller that gathers events into one
-// buffer (a file's lines, a request body) makes no copy of each. On error
-// it returns dst unchanged.
+// returns the extended buffer. It is what an integration that gathers
+// events into one buffer (a file's lines, a request body) uses: for this
+// package's types it writes into dst directly, and for an event that keeps
+// its JSON ([WithJSON], [AppendWithJSON], [DecodeStored]) it copies the
+// bytes kept, so that nothing is encoded or copied twice. For an Event
+// type of another package it appends what its MarshalJSON returns. On
+// error it returns dst unchanged.
 func AppendJSON(dst []byte, e Event) ([]byte, error) {
 	n := len(dst)
 	b, err := appendJSON(dst, e)
@@ -193,25 +195,26 @@ func WithJSON(e Event) (Event, []byte, error) {
 	return cp, b[:len(b):len(b)], nil
 }
 
-// AppendWithJSON is [WithJSON] writing e's JSON at the end of dst, as
-// [AppendJSON] does: it returns the copy of e that keeps the bytes it
-// appended, and the extended buffer. A record format that holds the event's
-// JSON after a header of its own writes it in place this way, rather than
-// encoding it and then copying it in. For an Event type of another package
-// it returns e itself, which keeps nothing. On error it returns nil and dst
+// AppendWithJSON is [WithJSON] writing e's JSON at the end of dst: it
+// appends the JSON as [AppendJSON] does, and returns a copy of e that keeps
+// the bytes appended, with the extended buffer. It is for a queue whose
+// records hold the event's JSON after a header of their own: it writes the
+// JSON in place rather than encoding it and then copying it in. For an
+// Event type of another package it appends the JSON all the same and
+// returns e itself, which keeps nothing. On error it returns nil and dst
 // unchanged.
 //
-// The copy keeps the returned buffer's bytes from len(dst) on, and with
-// them the whole array that holds them: they must not change while the
-// copy is in use. Appending to the returned buffer leaves them as they
-// are. Writing into its array below its length, reusing that array (a
-// pool, buf[:0]), or appending to dst itself when dst had room for the
-// JSON (it is then the same array) changes them. A buffer shared by many
-// events is held in memory while any of them is, though [Common.Size]
-// counts only the JSON each keeps: give each event a buffer of its own
-// where they may outlive one another. A dst with no room left
-// (dst[:len(dst):len(dst)]) makes the JSON's append move everything to a
-// new array, sized by the encoder's estimate.
+// Give each record a buffer of its own by passing dst with no room left,
+// dst[:len(dst):len(dst)]: whenever the JSON is not empty (only an Event
+// type of another package can write nothing), its append then moves the
+// header to a new array that the copy alone holds, for a decoded event
+// sized by the encoder's estimate. The copy holds on to the whole array
+// its bytes are in, and those bytes, from len(dst) to the returned
+// buffer's length, must not change while it is in use: do not write into
+// them, reuse the array (a pool, buf[:0]), or append to dst again while the
+// returned buffer shares its array. The header below len(dst) is the
+// caller's to change. A buffer shared by many events stays in memory while
+// any of them does, though each counts only its JSON in [Common.Size].
 func AppendWithJSON(dst []byte, e Event) (Event, []byte, error) {
 	n := len(dst)
 	b, err := appendJSON(dst, e)
