@@ -480,9 +480,9 @@ func (q *Queue) Append(ctx context.Context, recs []queue.Record) error {
 		// The event's JSON follows, written in place. head is passed
 		// full, so the JSON's append moves the header to a new array, the
 		// message's own (for a decoded event, sized by the encoder's
-		// estimate). Only a record
-		// that pub keeps needs the copy that keeps the JSON: one for a
-		// reader of this collector that pub.add takes.
+		// estimate). Only a record that pub keeps needs the copy that
+		// keeps the JSON: one for a reader of this collector that pub.add
+		// takes.
 		start := len(head)
 		var e spec.Event
 		var data []byte
@@ -503,11 +503,6 @@ func (q *Queue) Append(ctx context.Context, recs []queue.Record) error {
 			return fmt.Errorf("jetstream: append: %w", err)
 		}
 		size := len(data) - start
-		if size == 0 {
-			// Only an Event type of another package can write nothing;
-			// data would also still be head's array.
-			return errors.New("jetstream: append: an event's MarshalJSON wrote nothing")
-		}
 		r.Appended, r.Size = now, size
 		if e != nil {
 			kept[i] = queue.Record{Event: e, Targets: slices.Clone(r.Targets), Size: size, Appended: now, TraceParent: r.TraceParent}

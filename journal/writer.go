@@ -67,11 +67,6 @@ func newRequest(recs []queue.Record) (*request, error) {
 			return nil, fmt.Errorf("journal: record %d: %w", i, err)
 		}
 		size := len(frame) - start
-		if size == 0 {
-			// Only an Event type of another package can write nothing;
-			// the frame would also still be head's array.
-			return nil, fmt.Errorf("journal: record %d: its MarshalJSON wrote nothing", i)
-		}
 		n := len(frame) - frameHeaderSize
 		if n > maxPayload {
 			return nil, fmt.Errorf("journal: record %d: %d bytes, at most %d: %w", i, n, maxPayload, queue.ErrTooLarge)

@@ -379,6 +379,12 @@ type ownJSON struct{ Track }
 
 func (o *ownJSON) MarshalJSON() ([]byte, error) { return []byte(`{"own":true}`), nil }
 
+// noJSON is an Event type of another package whose MarshalJSON writes
+// nothing.
+type noJSON struct{ Track }
+
+func (*noJSON) MarshalJSON() ([]byte, error) { return nil, nil }
+
 // everyCallType holds one call of each type, to decode.
 var everyCallType = []string{
 	`{"type":"track","userId":"u","event":"E","properties":{"n":1,"s":"\u00e9"}}`,
@@ -434,6 +440,14 @@ func TestAppendJSON(t *testing.T) {
 	}
 	if string(got) != string(prefix) {
 		t.Errorf("on error AppendJSON returned %q, want the buffer as it was, %q", got, prefix)
+	}
+	// Nothing is not JSON: a queue passing its header full would also get
+	// the header's own array back.
+	if got, err := AppendJSON(slices.Clone(prefix), &noJSON{}); err == nil || string(got) != string(prefix) {
+		t.Errorf("AppendJSON of an event whose MarshalJSON wrote nothing = %q, %v; want the buffer as it was and an error", got, err)
+	}
+	if cp, got, err := AppendWithJSON(prefix[:len(prefix):len(prefix)], &noJSON{}); err == nil || cp != nil || string(got) != string(prefix) {
+		t.Errorf("AppendWithJSON of an event whose MarshalJSON wrote nothing = %v, %q, %v; want nil, the buffer as it was and an error", cp, got, err)
 	}
 }
 
